@@ -1,0 +1,1 @@
+"""The typed IR: values with dtype and shape, ops with attributes and spans."""

@@ -1,0 +1,71 @@
+"""Sizes computed, never allocated: parameters, MACs and memory from shapes alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from specc.diagnostics import error
+from specc.ir.graph import Graph
+from specc.ir.types import DTYPE_BYTES, dim_product, is_static, static_elements
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    name: str
+    op: str
+    category: str
+    shape: tuple
+    params: int        # trainable
+    buffers: int       # non-trainable state (running statistics)
+    macs: int          # per example
+    span: object
+
+
+def layer_costs(graph: Graph) -> list[LayerCost]:
+    costs = []
+    for node in graph.nodes:
+        own = graph.node_params(node)
+        itypes = [v.type for v in node.inputs]
+        costs.append(LayerCost(
+            node.name, node.op, node.category, node.output.type.shape,
+            sum(p.size for p in own.values() if p.trainable),
+            sum(p.size for p in own.values() if not p.trainable),
+            node.opdef.macs(dict(node.attrs), itypes, node.output.type), node.span))
+    return costs
+
+
+def weight_bytes(graph: Graph) -> int:
+    return sum(p.size for p in graph.params.values()) * 4
+
+
+def activation_bytes(graph: Graph, batch: int = 1) -> int:
+    """Bytes of every intermediate tensor for `batch` examples (an upper bound; runtimes reuse buffers)."""
+    total = sum(static_elements(v.type.features) * DTYPE_BYTES[v.type.dtype] for v in graph.inputs)
+    for node in graph.nodes:
+        total += static_elements(node.output.type.features) * DTYPE_BYTES.get(node.output.type.dtype, 4)
+    return total * batch
+
+
+def has_symbolic_features(graph: Graph) -> bool:
+    return any(not is_static(dim_product(n.output.type.features)) for n in graph.nodes)
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n} B"
+
+
+def check_memory_budget(graph: Graph, budget: int, batch: int = 1, what: str = "build") -> None:
+    """Refuse, before anything is allocated, a model that cannot fit in `budget` bytes."""
+    weights = weight_bytes(graph)
+    activations = activation_bytes(graph, batch)
+    if weights + activations > budget:
+        from specc.diagnostics import Span
+
+        span = graph.nodes[0].span if graph.nodes else Span(graph.source)
+        raise error("E091", f"`{what}` would need {human_bytes(weights)} of weights and {human_bytes(activations)} "
+                    f"of activations (batch {batch}), over the memory budget of {human_bytes(budget)}",
+                    span, "shrink the model, or raise the budget with --memory-budget (e.g. 64G)")

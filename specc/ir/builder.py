@@ -1,0 +1,289 @@
+"""Spec AST -> IR graph: expands blocks and repeats, resolves names, infers every shape.
+
+This is where a layer's arguments are evaluated and checked, because inside
+a block they depend on the parameters of each use. Errors are collected:
+a layer whose input already failed is skipped quietly (no cascades), but
+every other layer is still checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from specc.diagnostics import Diagnostics, Span, SpeccError, did_you_mean, error
+from specc.ir.graph import Graph, Node, ParamInfo, Value, freeze
+from specc.ir.types import BATCH, TensorType, shape_str
+from specc.limits import Limits
+from specc.ops import REGISTRY, STEPS, ShapeError
+from specc.parser.located import Map, Scalar, Seq, kind_name, short
+from specc.parser.spec import META_KEYS, Spec
+from specc.parser.substitute import is_failed, substitute_tree
+from specc.parser.types import INVALID, Int, ListOf, Str, Union
+
+LAYER_NAME = Str(r"[A-Za-z_][A-Za-z0-9_-]*", 100)
+REFERENCE = Str(r"[A-Za-z_][A-Za-z0-9_.-]*", 300)  # may name `<block use>.<inner>`
+FROM = Union((REFERENCE, ListOf(REFERENCE, 1, 64)))
+POISON = Value("<failed>", TensorType("float32", ()))  # the output of a layer that could not be built
+
+
+@dataclass
+class _Layer:
+    op: str
+    args: object       # located node (substituted)
+    name: str
+    from_: list | None  # [(name, span)]
+    repeat: int
+    span: Span
+    op_span: Span
+
+
+def build_graph(spec: Spec, limits: Limits, diags: Diagnostics | None = None) -> Graph:
+    owned = diags is None
+    diags = diags if diags is not None else Diagnostics()
+    builder = _Builder(spec, diags, limits)
+    try:
+        builder.build()
+    except SpeccError as exc:  # a hard limit: stop here, but keep what was found before it
+        diags.extend(exc.diagnostics)
+    if owned:
+        diags.raise_if_errors()
+    return builder.graph
+
+
+class _Builder:
+    def __init__(self, spec: Spec, diags: Diagnostics, limits: Limits):
+        self.spec, self.diags, self.limits = spec, diags, limits
+        self.graph = Graph(spec.name, seed=spec.seed, source=spec.path)
+        self.node_count = 0
+        self.taken: set[str] = set()
+
+    # --- entry and exit -------------------------------------------------
+    def build(self) -> None:
+        scope: dict[str, Value] = {}
+        first = None
+        for index, decl in enumerate(self.spec.inputs):
+            value = Value(decl.name, TensorType(decl.dtype, (BATCH,) + tuple(decl.shape)))
+            self.graph.inputs.append(value)
+            self.taken.add(decl.name)
+            if decl.layout == "NHWC":
+                value = self.add_node(f"{decl.name}.to_channels_first", "to_channels_first", "internal", {},
+                                      [value], decl.span, decl.name)
+            if decl.dtype in ("uint8", "float16"):
+                value = self.add_node(f"{decl.name}.cast", "cast", "internal", {}, [value], decl.span, decl.name)
+            if index == 0:
+                value = self.preprocess(value, decl.span)
+                first = value
+            scope[decl.name] = value
+        if first is None:
+            return
+        scope["input"] = first
+        last, names = self.expand(self.spec.network, scope, "", first, dict(self.spec.params), ())
+        self.set_outputs(last, {**scope, **names})
+
+    def preprocess(self, value: Value, span: Span) -> Value:
+        for i, step in enumerate(self.spec.preprocess, 1):
+            if value is not POISON and value.type.dtype == "int64":
+                self.diags.error("E061", f"preprocess step `{step.op}` needs a float or uint8 input, "
+                                 "got int64 token ids", step.span, "remove `preprocess` for token inputs")
+                return POISON
+            value = self.add_node(f"preprocess.{step.op}_{i}", step.op, "preprocess", step.attrs, [value],
+                                  step.span, f"preprocess.{step.op}_{i}")
+        return value
+
+    def set_outputs(self, last: Value, names: dict) -> None:
+        if self.spec.outputs is None:
+            if last is not POISON:
+                self.graph.outputs["output"] = last
+            return
+        for out_name, (layer, span) in self.spec.outputs.items():
+            value = names.get(layer)
+            if value is None:
+                self.diags.error("E023", f"output `{out_name}` names `{short(layer)}`, which is not a layer",
+                                 span, did_you_mean(layer, [n for n in names if n != "input"]))
+            elif value is not POISON:
+                self.graph.outputs[out_name] = value
+
+    # --- layers ---------------------------------------------------------
+    def expand(self, layers, scope: dict, prefix: str, previous: Value, params: dict, stack: tuple):
+        """Build a list of layers; returns (last value, names defined here -> value)."""
+        defined: dict[str, Value] = {}
+        visible = dict(scope)
+        for index, raw in enumerate(layers, 1):
+            layer = self.read_layer(raw, index, params)
+            if layer is None:
+                previous = POISON
+                continue
+            if layer.name in defined:
+                self.diags.error("E022", f"duplicate layer name `{layer.name}`", layer.span,
+                                 "each layer name must be unique")
+            inputs = self.resolve_from(layer, visible, previous)
+            for copy in range(1, layer.repeat + 1):
+                name = layer.name if layer.repeat == 1 else f"{layer.name}.{copy}"
+                full = prefix + name
+                if layer.op in self.spec.blocks:
+                    out, inner = self.use_block(layer, full, inputs, params, stack)
+                    for inner_name, value in inner.items():
+                        defined[f"{name}.{inner_name}"] = value
+                        visible[f"{name}.{inner_name}"] = value
+                else:
+                    out = self.add_layer(layer, full, inputs)
+                defined[name] = visible[name] = out
+                inputs = [out]
+            if layer.repeat > 1:
+                defined[layer.name] = visible[layer.name] = inputs[0]
+            previous = inputs[0]
+        return previous, defined
+
+    def read_layer(self, raw, index: int, params: dict) -> _Layer | None:
+        diags = self.diags
+        if isinstance(raw, Scalar) and isinstance(raw.value, str) and "${" not in raw.value:
+            raw = Map({raw.value: _entry(raw.value, Scalar(None, raw.span))}, raw.span)
+        if not isinstance(raw, Map):
+            diags.error("E021", f"layer {index} must be an op name or a mapping with one op key, "
+                        f"got a {kind_name(raw)}", raw.span, "e.g. `- dense: 10` or `- flatten`")
+            return None
+        node = substitute_tree(raw, params, diags, self.limits)
+        op_keys = [k for k in node.keys() if k not in META_KEYS]
+        if len(op_keys) != 1:
+            what = "no op key" if not op_keys else "several op keys: " + ", ".join(f"`{short(k)}`" for k in op_keys)
+            hint = "split them into separate list items" if op_keys else "add one op such as `dense: 10`"
+            diags.error("E021", f"layer {index} has {what}", node.span, hint)
+            return None
+        op = op_keys[0]
+        if op not in REGISTRY and op not in self.spec.blocks:
+            diags.error("E020", f"unknown op `{short(op)}`", node.key_span(op),
+                        did_you_mean(op, list(REGISTRY) + list(self.spec.blocks)) or "see `specc schema` for the ops")
+            return None
+        name = f"{op}_{index}"
+        if "name" in node:
+            checked = LAYER_NAME.check(node.get("name"), diags, f"layer {index}: `name`")
+            if checked is INVALID:
+                return None
+            name = checked
+        from_ = None
+        if "from" in node:
+            checked = FROM.check(node.get("from"), diags, f"layer `{name}`: `from`")
+            if checked is INVALID:
+                return None
+            from_node = node.get("from")
+            items = from_node.items if isinstance(from_node, Seq) else (from_node,)
+            from_ = [(v, item.span) for v, item in zip([checked] if isinstance(checked, str) else checked, items)]
+        repeat = 1
+        if "repeat" in node:
+            checked = Int(1, self.limits.max_repeat).check(node.get("repeat"), diags, f"layer `{name}`: `repeat`")
+            if checked is INVALID:
+                return None
+            repeat = checked
+        return _Layer(op, node.get(op), name, from_, repeat, node.span, node.key_span(op))
+
+    def resolve_from(self, layer: _Layer, visible: dict, previous: Value) -> list:
+        if layer.from_ is None:
+            return [previous]
+        values = []
+        for ref, span in layer.from_:
+            value = visible.get(ref)
+            if value is None:
+                candidates = [n for n in visible]
+                self.diags.error("E023", f"layer `{layer.name}`: `from` names `{short(ref)}`, which is not "
+                                 "an input or a layer defined before it", span,
+                                 did_you_mean(ref, candidates) or "available: " + ", ".join(candidates[-8:]))
+                value = POISON
+            values.append(value)
+        return values
+
+    def add_layer(self, layer: _Layer, full: str, inputs: list) -> Value:
+        op = REGISTRY[layer.op]
+        attrs = op.args.check(layer.args, self.diags, f"layer `{layer.name}`")
+        if attrs is INVALID:
+            return POISON
+        lo, hi = op.arity
+        if not lo <= len(inputs) <= (hi if hi is not None else len(inputs)):
+            want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
+            self.diags.error("E024", f"layer `{layer.name}` ({layer.op}) takes {want} inputs, got {len(inputs)}",
+                             layer.op_span, "list the inputs in `from: [a, b]`" if lo > 1 else "remove the extra `from` names")
+            return POISON
+        return self.add_node(full, layer.op, "layer", attrs, inputs, layer.op_span, full, layer.name)
+
+    def add_node(self, name, op_name, category, attrs, inputs, span, layer, shown=None) -> Value:
+        if any(v is POISON for v in inputs):
+            return POISON
+        self.node_count += 1
+        if self.node_count > self.limits.max_layers:
+            raise error("E090", f"the network expands to more than {self.limits.max_layers:,} layers",
+                        span, "lower `repeat` counts, or pass --trusted for a spec you trust")
+        if name in self.taken:
+            self.diags.error("E022", f"duplicate layer name `{name}`", span, "each layer name must be unique")
+            return POISON
+        self.taken.add(name)
+        op = REGISTRY[op_name] if category == "layer" else STEPS[category][op_name]
+        itypes = [v.type for v in inputs]
+        try:
+            out_type = op.infer(attrs, itypes)
+            params = op.param_shapes(attrs, itypes)
+            buffers = op.buffer_shapes(attrs, itypes)
+        except ShapeError as exc:
+            got = ", ".join(shape_str(t.shape) for t in itypes)
+            self.diags.error(exc.code, f"layer `{shown or name}` ({op_name}): {exc.message} "
+                             f"[input shape{'s' if len(itypes) > 1 else ''} {got}]", span, exc.hint)
+            return POISON
+        output = Value(name, out_type)
+        self.graph.nodes.append(Node(name, op_name, category, freeze(attrs), tuple(inputs), output, span, layer))
+        for local, shape in params.items():
+            self.graph.params[f"{name}.{local}"] = ParamInfo(f"{name}.{local}", name, local, tuple(shape), True, span)
+        for local, shape in buffers.items():
+            self.graph.params[f"{name}.{local}"] = ParamInfo(f"{name}.{local}", name, local, tuple(shape), False, span)
+        return output
+
+    # --- blocks ---------------------------------------------------------
+    def use_block(self, layer: _Layer, full: str, inputs: list, params: dict, stack: tuple):
+        block = self.spec.blocks[layer.op]
+        if layer.op in stack or len(stack) >= self.limits.max_block_depth:
+            chain = " -> ".join(stack + (layer.op,))
+            self.diags.error("E051", f"block `{layer.op}` uses itself: {chain}", layer.op_span,
+                             "blocks cannot be recursive")
+            return POISON, {}
+        if len(inputs) != 1:
+            self.diags.error("E024", f"block `{layer.op}` takes one input, got {len(inputs)}", layer.op_span)
+            return POISON, {}
+        args = layer.args
+        given: dict = {}
+        if isinstance(args, Map):
+            for key, entry in args.entries.items():
+                if key not in block.params:
+                    self.diags.error("E050", f"block `{layer.op}` has no parameter `{short(key)}`", entry.key_span,
+                                     did_you_mean(key, block.params) or
+                                     "its parameters: " + (", ".join(block.params) or "none"))
+                    return POISON, {}
+                if is_failed(entry.value):
+                    return POISON, {}
+                if not isinstance(entry.value, Scalar):
+                    self.diags.error("E012", f"block parameter `{key}` must be a number, string or boolean",
+                                     entry.value.span)
+                    return POISON, {}
+                given[key] = entry.value.value
+        elif not (isinstance(args, Scalar) and args.value is None):
+            self.diags.error("E012", f"block `{layer.op}` takes a mapping of its parameters, got a {kind_name(args)}",
+                             args.span, "e.g. `- residual: {c: 64}`")
+            return POISON, {}
+        scope = dict(self.spec.params)
+        for pname, default in block.params.items():
+            if pname in given:
+                scope[pname] = given[pname]
+                continue
+            if isinstance(default, Scalar) and default.value is None:
+                self.diags.error("E050", f"block `{layer.op}` needs parameter `{pname}`", layer.op_span,
+                                 f"add `{pname}: ...` to the arguments of `{layer.name}`")
+                return POISON, {}
+            node = substitute_tree(default, scope, self.diags, self.limits)
+            if is_failed(node) or not isinstance(node, Scalar):
+                return POISON, {}
+            scope[pname] = node.value
+        local = {"input": inputs[0]}
+        last, inner = self.expand(block.layers, local, full + ".", inputs[0], scope, stack + (layer.op,))
+        return last, inner
+
+
+def _entry(key, node):
+    from specc.parser.located import Entry
+
+    return Entry(key, node.span, node)

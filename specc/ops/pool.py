@@ -1,0 +1,122 @@
+"""Pooling: windowed max/average, global max/average, fractional max."""
+
+from __future__ import annotations
+
+import math
+
+from specc.ops.base import OpDef, ShapeError, elements, positive_spatial, register, spatial_rank, window_out
+from specc.ops.conv import SIZES
+from specc.parser.types import REQUIRED, Field, Float, Int, ListOf, Union
+
+
+class _WindowPool(OpDef):
+    primary = "size"
+    fields = {
+        "size": Field(SIZES, REQUIRED, "window size: an int or one per spatial axis"),
+        "stride": Field(Union((SIZES, )), None, "stride (default: the window size)"),
+        "padding": Field(Union((Int(0), ListOf(Int(0), 1, 3))), 0, "padding on each side"),
+    }
+
+    def geometry(self, attrs, rank):
+        size = positive_spatial(attrs["size"], rank, "size")
+        stride = positive_spatial(attrs["stride"] if attrs["stride"] is not None else attrs["size"], rank, "stride")
+        padding = positive_spatial(attrs["padding"], rank, "padding")
+        for k, p in zip(size, padding):
+            if p > k // 2:  # torch and ONNX Runtime both refuse pads over half the window
+                raise ShapeError(f"padding {p} is more than half the window {k}", f"use padding <= {k // 2}")
+        return size, stride, padding
+
+    def infer(self, attrs, inputs):
+        x = inputs[0]
+        size, stride, padding = self.geometry(attrs, spatial_rank(x, self.name))
+        spatial = tuple(window_out(x.shape[2 + i], size[i], stride[i], 2 * padding[i], 1, "pooling window")
+                        for i in range(len(size)))
+        return x.with_shape(x.shape[:2] + spatial)
+
+    def macs(self, attrs, inputs, output):
+        size = positive_spatial(attrs["size"], inputs[0].rank - 2, "size")
+        return elements(output) * math.prod(size)
+
+    def torch_forward(self, attrs, params, xs, training):
+        import torch.nn.functional as F
+
+        x = xs[0]
+        rank = x.dim() - 2
+        size, stride, padding = self.geometry(attrs, rank)
+        if self.name == "maxpool":
+            return (F.max_pool1d, F.max_pool2d, F.max_pool3d)[rank - 1](x, size, stride, padding)
+        return (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[rank - 1](x, size, stride, padding)
+
+    def onnx(self, g, attrs, xs, params, itypes, otype):
+        size, stride, padding = self.geometry(attrs, itypes[0].rank - 2)
+        extra = {"count_include_pad": 1} if self.name == "avgpool" else {}  # torch's default
+        op = "MaxPool" if self.name == "maxpool" else "AveragePool"
+        return g.node(op, xs, g.label, kernel_shape=list(size), strides=list(stride),
+                      pads=list(padding) * 2, **extra)
+
+
+@register
+class MaxPool(_WindowPool):
+    name = "maxpool"
+    doc = "max over sliding windows"
+
+
+@register
+class AvgPool(_WindowPool):
+    name = "avgpool"
+    doc = "mean over sliding windows (padding counted, as torch does)"
+
+
+class _GlobalPool(OpDef):
+    def infer(self, attrs, inputs):
+        x = inputs[0]
+        if x.rank < 3:
+            raise ShapeError(f"`{self.name}` needs (N, C, ...) with at least one axis after the channels")
+        return x.with_shape(x.shape[:2])
+
+    def macs(self, attrs, inputs, output):
+        return elements(inputs[0])
+
+    def torch_forward(self, attrs, params, xs, training):
+        x = xs[0]
+        axes = tuple(range(2, x.dim()))
+        return x.mean(dim=axes) if self.name == "global_avgpool" else x.amax(dim=axes)
+
+    def onnx(self, g, attrs, xs, params, itypes, otype):
+        op = "GlobalAveragePool" if self.name == "global_avgpool" else "GlobalMaxPool"
+        pooled = g.node(op, xs, g.label + "/" + op)
+        return g.node("Flatten", [pooled], g.label, axis=1)
+
+
+@register
+class GlobalAvgPool(_GlobalPool):
+    name = "global_avgpool"
+    doc = "mean over every axis after the channels: (N, C, ...) -> (N, C)"
+
+
+@register
+class GlobalMaxPool(_GlobalPool):
+    name = "global_maxpool"
+    doc = "max over every axis after the channels: (N, C, ...) -> (N, C)"
+
+
+@register
+class FractionalMaxPool(OpDef):
+    name = "fractional_maxpool"
+    doc = "fractional max pooling (Graham 2014): output size = floor(input * ratio)"
+    primary = "ratio"
+    lowered = False
+    fields = {"ratio": Field(Float(0, 1, min_open=True, max_open=True), REQUIRED, "output/input size ratio")}
+
+    def infer(self, attrs, inputs):
+        x = inputs[0]
+        rank = spatial_rank(x, self.name, (2,))
+        spatial = []
+        for d in x.shape[2:2 + rank]:
+            if not isinstance(d, int):
+                raise ShapeError("`fractional_maxpool` needs static spatial sizes")
+            out = int(d * attrs["ratio"])
+            if out < 1:
+                raise ShapeError(f"input size {d} times ratio {attrs['ratio']} leaves nothing")
+            spatial.append(out)
+        return x.with_shape(x.shape[:2] + tuple(spatial))

@@ -1,0 +1,1 @@
+"""YAML text -> located tree -> spec AST (extends, params, expressions, validation)."""

@@ -1,0 +1,295 @@
+"""The spec AST: the top level of a spec checked and typed; layers stay as written.
+
+Layers are evaluated later, one use at a time, by the IR builder: a block's
+body means something only once its parameters are known.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from specc.diagnostics import Diagnostics, Span, did_you_mean
+from specc.limits import Limits
+from specc.parser.extends import load_with_extends
+from specc.parser.located import Map, Scalar, Seq, kind_name, short
+from specc.parser.sections import BUILD, INPUT, NAME_PATTERN, TRAINING
+from specc.parser.substitute import is_failed, substitute_scalar, substitute_tree
+from specc.parser.types import INVALID, Str
+
+SUPPORTED_VERSIONS = (1,)
+TOP_LEVEL = {
+    "specc": True, "name": True, "description": False, "extends": False, "params": False, "inputs": True,
+    "preprocess": False, "augment": False, "blocks": False, "network": True, "outputs": False,
+    "training": False, "build": False,
+}
+META_KEYS = ("name", "from", "repeat")
+
+
+@dataclass
+class InputDecl:
+    name: str
+    shape: tuple
+    dtype: str
+    layout: str
+    span: Span
+
+
+@dataclass
+class StepDecl:
+    op: str
+    attrs: dict
+    span: Span
+
+
+@dataclass
+class BlockDecl:
+    name: str
+    params: dict  # name -> located default node (null = required)
+    layers: tuple  # raw located layer nodes, evaluated at each use
+    span: Span
+
+
+@dataclass
+class Spec:
+    path: str
+    name: str
+    description: str
+    params: dict
+    inputs: list
+    preprocess: list
+    augment: list
+    blocks: dict
+    network: tuple  # raw located layer nodes
+    network_span: Span
+    outputs: dict | None  # output name -> (layer name, span)
+    training: dict | None
+    build: dict
+    source_files: list = field(default_factory=list)
+
+    @property
+    def seed(self) -> int:
+        return (self.training or {}).get("seed", 0) or 0
+
+
+def load_spec(path: str, limits: Limits) -> Spec:
+    """Parse a spec file into a Spec, raising SpeccError with every diagnostic found."""
+    tree = load_with_extends(path, limits)
+    diags = Diagnostics()
+    spec = _parse_tree(tree, path, diags, limits)
+    diags.raise_if_errors()
+    return spec
+
+
+def _parse_tree(tree: Map, path: str, diags: Diagnostics, limits: Limits) -> Spec | None:
+    for key, entry in tree.entries.items():
+        if key not in TOP_LEVEL:
+            diags.error("E010", f"unknown top-level key `{short(key)}`", entry.key_span,
+                        did_you_mean(key, TOP_LEVEL) or "valid keys: " + ", ".join(TOP_LEVEL))
+    for key, required in TOP_LEVEL.items():
+        if required and key not in tree:
+            diags.error("E011", f"missing required top-level key `{key}`", tree.span)
+    _check_version(tree, diags)
+
+    params = _evaluate_params(tree.get("params"), diags, limits)
+    scope = dict(params)
+    evaluated = substitute_tree(tree, scope, diags, limits, skip=frozenset({"blocks", "network", "params"}))
+
+    name = _scalar(evaluated, "name", Str(NAME_PATTERN, 200), diags, "`name`")
+    description = _scalar(evaluated, "description", Str(), diags, "`description`")
+    inputs = _parse_inputs(evaluated.get("inputs"), diags)
+    preprocess = _parse_steps(evaluated.get("preprocess"), "preprocess", diags)
+    augment = _parse_steps(evaluated.get("augment"), "augment", diags)
+    blocks = _parse_blocks(tree.get("blocks"), diags)
+    network = tree.get("network")
+    if network is not None and not (isinstance(network, Seq) and network.items):
+        diags.error("E012", f"`network` must be a non-empty list of layers, got a {kind_name(network)}",
+                    network.span)
+        network = None
+    outputs = _parse_outputs(evaluated.get("outputs"), diags)
+    training = _section(evaluated, "training", TRAINING, diags)
+    build = _section(evaluated, "build", BUILD, diags) or BUILD.check(Scalar(None, tree.span), diags, "build")
+    return Spec(path=path, name=name or "", description=description or "", params=params, inputs=inputs,
+                preprocess=preprocess, augment=augment, blocks=blocks,
+                network=network.items if network is not None else (),
+                network_span=network.span if network is not None else tree.span,
+                outputs=outputs, training=training, build=build)
+
+
+def _check_version(tree: Map, diags: Diagnostics) -> None:
+    node = tree.get("specc")
+    if node is None:
+        return
+    if not (isinstance(node, Scalar) and isinstance(node.value, int) and not isinstance(node.value, bool)):
+        diags.error("E012", f"`specc` must be the integer format version, got {kind_name(node)}", node.span,
+                    "write `specc: 1`")
+    elif node.value not in SUPPORTED_VERSIONS:
+        diags.error("E070", f"unsupported spec version {short(node.value)}", node.span,
+                    "this specc reads `specc: 1`")
+
+
+def _scalar(tree: Map, key: str, type_, diags, where):
+    node = tree.get(key)
+    if node is None:
+        return None
+    value = type_.check(node, diags, where)
+    return None if value is INVALID else value
+
+
+def _section(tree: Map, key: str, record, diags):
+    node = tree.get(key)
+    if node is None:
+        return None
+    value = record.check(node, diags, f"`{key}`")
+    return None if value is INVALID else value
+
+
+def _evaluate_params(node, diags: Diagnostics, limits: Limits) -> dict:
+    """Params in written order; each may use the ones before it."""
+    if node is None:
+        return {}
+    if not isinstance(node, Map):
+        diags.error("E012", f"`params` must be a mapping of names to values, got a {kind_name(node)}", node.span)
+        return {}
+    scope: dict = {}
+    for key, entry in node.entries.items():
+        if not key.isidentifier():
+            diags.error("E013", f"param name `{short(key)}` is not a valid name", entry.key_span,
+                        "use letters, digits and underscores, not starting with a digit")
+            continue
+        value = entry.value
+        if not isinstance(value, Scalar):
+            diags.error("E012", f"param `{key}` must be a number, string or boolean, got a {kind_name(value)}",
+                        value.span)
+            continue
+        result = substitute_scalar(value, scope, diags, limits)
+        if result is not None:
+            scope[key] = result.value
+    return scope
+
+
+def _parse_inputs(node, diags: Diagnostics) -> list:
+    if node is None:
+        return []
+    if not isinstance(node, Map) or not node.entries:
+        diags.error("E012", "`inputs` must map each input name to {shape, dtype}", node.span,
+                    "e.g. inputs: {image: {shape: [1, 28, 28]}}")
+        return []
+    inputs = []
+    for key, entry in node.entries.items():
+        if not key.isidentifier() or key == "input":
+            diags.error("E013", f"input name `{short(key)}` is not allowed", entry.key_span,
+                        "use a name of letters, digits and underscores other than `input`")
+            continue
+        value = INPUT.check(entry.value, diags, f"input `{key}`")
+        if value is INVALID:
+            continue
+        shape = tuple(value["shape"])
+        if value["layout"] == "NHWC":
+            if len(shape) < 2:
+                diags.error("E013", f"input `{key}`: layout NHWC needs a shape [H, W, C] (or [L, C])",
+                            entry.value.span)
+                continue
+        inputs.append(InputDecl(key, shape, value["dtype"], value["layout"], entry.key_span))
+    return inputs
+
+
+def _parse_steps(node, category: str, diags: Diagnostics) -> list:
+    from specc.ops import STEPS
+
+    if node is None:
+        return []
+    if not isinstance(node, Seq):
+        diags.error("E012", f"`{category}` must be a list of steps, got a {kind_name(node)}", node.span)
+        return []
+    known = STEPS[category]
+    steps = []
+    for item in node.items:
+        if isinstance(item, Scalar) and isinstance(item.value, str):
+            name, args, span = item.value, Scalar(None, item.span), item.span
+        elif isinstance(item, Map) and len(item.entries) == 1:
+            (name, entry), = item.entries.items()
+            args, span = entry.value, entry.key_span
+        else:
+            if not is_failed(item):
+                diags.error("E021", f"each `{category}` step is a name or a mapping with one key",
+                            item.span, "e.g. `- scale: ${1/255}` or `- gcn: {scale: 55}`")
+            continue
+        op = known.get(name)
+        if op is None:
+            diags.error("E020", f"unknown {category} step `{short(name)}`", span,
+                        did_you_mean(name, known) or "valid steps: " + ", ".join(known))
+            continue
+        attrs = op.args.check(args, diags, f"{category} step `{name}`")
+        if attrs is not INVALID:
+            steps.append(StepDecl(name, attrs, span))
+    return steps
+
+
+def _parse_blocks(node, diags: Diagnostics) -> dict:
+    from specc.ops import REGISTRY
+
+    if node is None:
+        return {}
+    if not isinstance(node, Map):
+        diags.error("E012", f"`blocks` must map block names to {{params, network}}, got a {kind_name(node)}",
+                    node.span)
+        return {}
+    blocks = {}
+    for key, entry in node.entries.items():
+        body = entry.value
+        if not key.isidentifier() or key in REGISTRY or key in META_KEYS:
+            diags.error("E013", f"block name `{short(key)}` is not allowed", entry.key_span,
+                        "an identifier that is not an op name or `name`/`from`/`repeat`")
+            continue
+        if not isinstance(body, Map):
+            diags.error("E012", f"block `{key}` must be a mapping with `network` (and `params`)", body.span)
+            continue
+        for inner in body.keys():
+            if inner not in ("params", "network", "description"):
+                diags.error("E010", f"block `{key}`: unknown key `{short(inner)}`", body.key_span(inner),
+                            did_you_mean(inner, ("params", "network", "description")))
+        params_node = body.get("params")
+        params = {}
+        if params_node is not None:
+            if isinstance(params_node, Map):
+                for pname, pentry in params_node.entries.items():
+                    if not pname.isidentifier():
+                        diags.error("E013", f"block `{key}`: parameter name `{short(pname)}` is not valid",
+                                    pentry.key_span)
+                    params[pname] = pentry.value
+            else:
+                diags.error("E012", f"block `{key}`: `params` must be a mapping (null marks a required one)",
+                            params_node.span)
+        layers = body.get("network")
+        if not (isinstance(layers, Seq) and layers.items):
+            diags.error("E011", f"block `{key}` needs a non-empty `network` list", body.span)
+            continue
+        blocks[key] = BlockDecl(key, params, layers.items, entry.key_span)
+    return blocks
+
+
+def _parse_outputs(node, diags: Diagnostics):
+    if node is None:
+        return None
+    if not isinstance(node, Map) or not node.entries:
+        diags.error("E012", "`outputs` must map output names to layer names", node.span,
+                    "e.g. outputs: {logits: dense_7}")
+        return None
+    outputs = {}
+    for key, entry in node.entries.items():
+        value = entry.value
+        if not key.isidentifier():
+            diags.error("E013", f"output name `{short(key)}` is not a valid name", entry.key_span)
+        elif not (isinstance(value, Scalar) and isinstance(value.value, str)):
+            if not is_failed(value):
+                diags.error("E012", f"output `{key}` must name a layer, got a {kind_name(value)}", value.span)
+        else:
+            outputs[key] = (value.value, value.span)
+    return outputs
+
+
+def spec_root(path: str) -> str:
+    return os.path.dirname(os.path.realpath(path))
+
+

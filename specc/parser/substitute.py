@@ -1,0 +1,59 @@
+"""`${...}` substitution over a located tree, with errors pointing into the string."""
+
+from __future__ import annotations
+
+from specc.diagnostics import Diagnostics, Span
+from specc.limits import Limits
+from specc.parser.expr import ExprError, ExprLimits, has_expression, substitute
+from specc.parser.located import Entry, Map, Scalar, Seq
+
+
+def expr_limits(limits: Limits) -> ExprLimits:
+    return ExprLimits(max_length=limits.max_expr_length, max_depth=limits.max_expr_depth,
+                      max_int_bits=limits.max_int_bits, max_string_length=limits.max_string_length)
+
+
+def substitute_scalar(node: Scalar, scope: dict, diags: Diagnostics, limits: Limits) -> Scalar | None:
+    """The scalar with its expressions evaluated, or None (after a diagnostic) when one fails."""
+    if not (isinstance(node.value, str) and has_expression(node.value)):
+        return node
+    try:
+        return Scalar(substitute(node.value, scope, expr_limits(limits)), node.span, node.quoted)
+    except ExprError as exc:
+        # Point at the failing character when the scalar sits on one line.
+        column = node.span.column + exc.offset + (1 if node.quoted else 0)
+        span = Span(node.span.path, node.span.line, column) if "\n" not in node.value else node.span
+        diags.error(exc.code, exc.message, span, exc.hint)
+        return None
+
+
+def substitute_tree(node, scope: dict, diags: Diagnostics, limits: Limits, skip: frozenset = frozenset()):
+    """Evaluate every expression below `node`; a failed one becomes a null (its error is in `diags`).
+
+    `skip` names mapping keys whose subtrees are left as written (block bodies,
+    which are evaluated at each use with the block's own parameters).
+    """
+    if isinstance(node, Scalar):
+        result = substitute_scalar(node, scope, diags, limits)
+        return result if result is not None else Scalar(_FAILED, node.span)
+    if isinstance(node, Seq):
+        return Seq(tuple(substitute_tree(i, scope, diags, limits) for i in node.items), node.span)
+    entries = {}
+    for key, entry in node.entries.items():
+        value = entry.value if key in skip else substitute_tree(entry.value, scope, diags, limits)
+        entries[key] = Entry(key, entry.key_span, value)
+    return Map(entries, node.span)
+
+
+class _Failed:
+    """Marks a value whose expression already failed, so no second error is reported for it."""
+
+    def __repr__(self) -> str:
+        return "<failed expression>"
+
+
+_FAILED = _Failed()
+
+
+def is_failed(node) -> bool:
+    return isinstance(node, Scalar) and node.value is _FAILED

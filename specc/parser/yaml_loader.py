@@ -1,0 +1,202 @@
+"""Safe YAML loading into a located tree, with hard limits.
+
+PyYAML is used only to tokenize and compose; no constructor ever runs, so no
+tag can build a Python object. Plain scalars are resolved by the YAML 1.2
+core schema (so `1e-8` is a number and `yes` a string), and limits on size,
+depth and alias expansion are enforced before anything walks the tree.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import yaml
+
+from specc.diagnostics import Span, error
+from specc.limits import Limits
+from specc.parser.located import Entry, Map, Scalar, Seq
+
+CORE = "tag:yaml.org,2002:"
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT10 = re.compile(r"^[-+]?[0-9]+$")
+_INT8 = re.compile(r"^0o[0-7]+$")
+_INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+_MAX_NUMBER_DIGITS = 100
+
+
+class _NoImplicitLoader(yaml.SafeLoader):
+    """Composes only: every untagged scalar stays a string for our own 1.2 resolution."""
+
+
+_NoImplicitLoader.yaml_implicit_resolvers = {}
+
+
+def _span(path: str, mark) -> Span:
+    return Span(path, mark.line + 1, mark.column + 1)
+
+
+def resolve_plain(text: str, span: Span):
+    """YAML 1.2 core schema resolution of a plain (unquoted) scalar."""
+    if _NULL.match(text):
+        return None
+    if text in _BOOL:
+        return _BOOL[text]
+    if _INT10.match(text) or _INT8.match(text) or _INT16.match(text) or _FLOAT.match(text):
+        if len(text) > _MAX_NUMBER_DIGITS:
+            raise error("E013", f"number literal too long ({len(text)} characters)", span,
+                        f"numbers in a spec have at most {_MAX_NUMBER_DIGITS} characters")
+        if _INT10.match(text):
+            return int(text)
+        if _INT8.match(text):
+            return int(text[2:], 8)
+        if _INT16.match(text):
+            return int(text[2:], 16)
+        return float(text)
+    if _INF.match(text):
+        return -math.inf if text.startswith("-") else math.inf
+    if _NAN.match(text):
+        return math.nan
+    return text
+
+
+def _check_events(text: str, path: str, limits: Limits) -> None:
+    """Walk the event stream once: nesting depth and document count, before composing."""
+    depth = 0
+    documents = 0
+    for event in yaml.parse(text, Loader=_NoImplicitLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > limits.max_yaml_depth:
+                raise error("E003", f"YAML nesting deeper than {limits.max_yaml_depth} levels",
+                            _span(path, event.start_mark), "a spec is never nested this deeply")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+        elif isinstance(event, yaml.DocumentStartEvent):
+            documents += 1
+            if documents > 1:
+                raise error("E001", "a spec is one YAML document; found a second one",
+                            _span(path, event.start_mark), "remove the `---` separator and what follows")
+
+
+def _expanded_size(root, limit: int, path: str) -> int:
+    """Node count after alias expansion, computed on the DAG without expanding it."""
+    sizes: dict[int, int] = {}
+    order = []
+    stack = [(root, False)]
+    while stack:  # iterative post-order: aliases make a DAG, never a deep recursion
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if done:
+            children = _children(node)
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            order.append(node)
+            continue
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) not in sizes:
+                stack.append((child, False))
+    total = sizes[id(root)]
+    if total > limit:
+        raise error("E003", f"YAML aliases expand to {total:,} nodes (limit {limit:,})",
+                    _span(path, root.start_mark),
+                    "a document of nested aliases (a 'billion laughs') is refused before it is expanded")
+    return total
+
+
+def _children(node):
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+_ALLOWED_TAGS = {CORE + t for t in ("str", "int", "float", "bool", "null", "map", "seq")}
+
+
+def _convert(node, path: str):
+    span = _span(path, node.start_mark)
+    if node.tag not in _ALLOWED_TAGS:
+        raise error("E002", f"YAML tag `{node.tag.replace(CORE, '!!')[:60]}` is not allowed",
+                    span, "specs are plain YAML 1.2: no tags that construct objects")
+    if isinstance(node, yaml.ScalarNode):
+        if node.style is None or node.tag != CORE + "str":  # plain, or explicitly typed
+            value = resolve_plain(node.value, span)
+            if node.tag == CORE + "str" and node.style is not None:
+                value = node.value
+        else:
+            value = node.value
+        return Scalar(value, span, node.style in ("'", '"'))
+    if isinstance(node, yaml.SequenceNode):
+        return Seq(tuple(_convert(item, path) for item in node.value), span)
+    entries: dict[str, Entry] = {}
+    for key_node, value_node in node.value:
+        key_span = _span(path, key_node.start_mark)
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise error("E012", "mapping keys must be plain names, not lists or mappings", key_span)
+        key = key_node.value
+        if key in entries:
+            raise error("E004", f"duplicate key `{key[:40]}`", key_span,
+                        f"first written at line {entries[key].key_span.line}")
+        entries[key] = Entry(key, key_span, _convert(value_node, path))
+    return Map(entries, span)
+
+
+def load_yaml_text(text: str, path: str, limits: Limits):
+    """Parse one YAML document into a located tree, or raise SpeccError."""
+    if "\x00" in text:
+        raise error("E003", "not a spec: the file is binary (contains NUL bytes)", Span(path))
+    try:
+        _check_events(text, path, limits)
+        root = yaml.compose(text, Loader=_NoImplicitLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        span = _span(path, mark) if mark else Span(path)
+        problem = exc.problem or exc.context or "invalid YAML"
+        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        raise error("E001", f"YAML syntax error: {problem}{context}", span) from None
+    except yaml.YAMLError as exc:  # e.g. a reader error for a control character
+        raise error("E001", f"YAML syntax error: {str(exc).splitlines()[0][:120]}", Span(path)) from None
+    except RecursionError:  # defence in depth: the depth check should make this unreachable
+        raise error("E003", "YAML nesting too deep", Span(path)) from None
+    if root is None:
+        raise error("E001", "the file is empty; a spec is a YAML mapping starting with `specc: 1`", Span(path))
+    _expanded_size(root, limits.max_yaml_nodes, path)
+    return _convert(root, path)
+
+
+def read_spec_text(path, limits: Limits, shown: str) -> str:
+    """Read a spec file's text with the size limit applied before reading it whole."""
+    import os
+    import stat
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise error("E040", f"file not found: {shown}", Span(shown)) from None
+    except OSError as exc:
+        raise error("E040", f"cannot read {shown}: {exc.strerror}", Span(shown)) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise error("E040", f"{shown} is a directory, not a spec file", Span(shown))
+    if not stat.S_ISREG(info.st_mode):
+        raise error("E003", f"{shown} is not a regular file (a device, pipe or socket)", Span(shown))
+    if info.st_size > limits.max_file_bytes:
+        raise error("E003", f"spec file is {info.st_size:,} bytes (limit {limits.max_file_bytes:,})",
+                    Span(shown), "pass --trusted to lift the limit for a spec you trust")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limits.max_file_bytes + 1)
+    except OSError as exc:
+        raise error("E040", f"cannot read {shown}: {exc.strerror}", Span(shown)) from None
+    if len(data) > limits.max_file_bytes:
+        raise error("E003", f"spec file is larger than {limits.max_file_bytes:,} bytes", Span(shown))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise error("E003", "not a spec: the file is not UTF-8 text", Span(shown)) from None
