@@ -220,6 +220,20 @@ def test_custom_int_bits_limit():
     assert error_of("2**20", {}, ExprLimits(max_int_bits=16)).code == "E032"
 
 
+def test_huge_int_bits_limit_never_leaks_value_error():
+    limits = ExprLimits(max_length=10 ** 6, max_int_bits=100_000)
+    assert evaluate("2**50000", {}, limits) == 2 ** 50000
+    assert error_of("9" * 5000, {}, limits).code == "E032"               # int() refuses > 4300 digits
+    assert error_of("x${2**50000}", {}, limits, fn=substitute).code == "E032"  # so does str()
+
+
+def test_recursion_error_never_escapes_with_a_huge_depth_limit():
+    limits = ExprLimits(max_length=10 ** 6, max_depth=10 ** 6)
+    assert evaluate("-" * 100 + "1", {}, limits) == 1
+    error, seconds = timed(evaluate, "(" * 100_000 + "1" + ")" * 100_000, {}, limits)
+    assert isinstance(error, ExprError) and error.code == "E032" and seconds < 1.0
+
+
 # ---------------------------------------------------------------- injection attempts
 
 INJECTIONS = [

@@ -110,8 +110,9 @@ def _literal(text: str, offset: int, limits: ExprLimits):
         if not math.isfinite(value := float(text)):  # float('1e999') is inf
             raise ExprError("E032", "number too large", offset)
         return value
-    # A d-digit number has more than 3*(d-1) bits: refuse long literals before int() converts them.
-    if len(text.lstrip("0")) > limits.max_int_bits // 3 + 1:
+    # A d-digit number has more than 3*(d-1) bits: refuse long literals before int() converts them
+    # (and stay under int()'s own 4300-digit limit, which would raise ValueError).
+    if len(text.lstrip("0")) > min(limits.max_int_bits // 3 + 1, 4300):
         raise _too_large(offset, limits, "number")
     return _check(int(text), offset, limits, "number")
 
@@ -325,7 +326,11 @@ def substitute(value: str, names: Mapping[str, object], limits: ExprLimits = Exp
             raise ExprError(e.code, e.message, e.offset + start + 2, e.hint) from None
         if start == 0 and end == len(value) - 1:
             return result  # the whole value: keep int/float/str/bool
-        emit(start, value[i:start], repr(result) if isinstance(result, float) else str(result))
+        try:
+            text = repr(result) if isinstance(result, float) else str(result)
+        except ValueError:  # an int over Python's 4300-digit str() limit (only with a raised max_int_bits)
+            raise ExprError("E032", "result too large to write into a string", start) from None
+        emit(start, value[i:start], text)
         i = end + 1
     emit(i, value[i:])
     return "".join(pieces)

@@ -1,0 +1,142 @@
+"""`specc build`: spec -> DIR/model.onnx + DIR/manifest.json, written atomically.
+
+Everything is first written into a temporary directory beside DIR and
+checked; only then are the files moved into DIR, the manifest last. The old
+manifest is removed before the model is replaced, so an interrupted build
+never leaves a model and a manifest that disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+
+from specc import __version__
+from specc.compiler import compile_spec
+from specc.diagnostics import Span, error
+from specc.ir.analysis import check_memory_budget, weight_bytes
+from specc.ir.graph import Graph
+from specc.ir.types import BATCH
+from specc.limits import DEFAULT_LIMITS, Limits
+
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000  # protobuf's hard limit is 2 GiB; keep a margin for the graph
+
+
+@dataclass
+class BuildResult:
+    model_path: str
+    manifest_path: str
+    manifest: dict
+
+    @property
+    def summary(self) -> str:
+        m = self.manifest
+        return f"{m['total_params']:,} params, opset {m['opset']}, {m['precision']}"
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _tensor_info(name: str, value) -> dict:
+    return {"name": name, "dtype": value.type.dtype,
+            "shape": ["batch" if d == BATCH else d for d in value.type.shape]}
+
+
+def check_targets(build_cfg: dict, span: Span) -> None:
+    """A requested target or precision that cannot be built is an error, never skipped quietly."""
+    if "tensorrt" in build_cfg["targets"]:
+        raise error("E099", "build target `tensorrt` is not available in this version of specc",
+                    span, "TensorRT engines come with the TensorRT issue; build `targets: [onnx]` for now")
+    if build_cfg["precision"] != "fp32":
+        raise error("E099", f"precision `{build_cfg['precision']}` is not available in this version of specc",
+                    span, "fp16/int8 come with the precision passes; use `precision: fp32` for now")
+
+
+def resolve_weights(graph: Graph, weights_path: str | None):
+    from specc.codegen.weights import init_weights, load_weights
+
+    if weights_path:
+        return load_weights(weights_path, graph), {"source": "file", "path": os.path.basename(weights_path),
+                                                   "sha256": sha256_file(weights_path)}
+    return init_weights(graph), {"source": "init", "seed": graph.seed}
+
+
+def build(spec_path: str, out_dir: str, weights: str | None = None, limits: Limits = DEFAULT_LIMITS) -> BuildResult:
+    import onnx
+
+    from specc.codegen.onnx_export import to_onnx
+
+    compiled = compile_spec(spec_path, limits)
+    graph, spec = compiled.graph, compiled.spec
+    check_targets(spec.build, spec.network_span)
+    check_memory_budget(graph, limits.memory_budget, batch=1, what="build")
+    tensors, weights_info = resolve_weights(graph, weights)
+    opset = spec.build["opset"]
+    spec_sha = sha256_file(spec_path)
+    model = to_onnx(graph, tensors, opset, metadata={"specc.spec_sha256": spec_sha, "specc.name": graph.name})
+    del tensors
+
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise error("E040", f"output {out_dir} exists and is not a directory", Span(spec_path))
+    os.makedirs(out_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".specc-build-", dir=out_dir)
+    try:
+        model_tmp = os.path.join(staging, "model.onnx")
+        external = weight_bytes(graph) > EXTERNAL_DATA_THRESHOLD
+        onnx.save_model(model, model_tmp, save_as_external_data=external, all_tensors_to_one_file=True,
+                        location="model.onnx.data", size_threshold=1024)
+        onnx.checker.check_model(model_tmp, full_check=True)
+        manifest = {
+            "specc_version": __version__,
+            "name": graph.name,
+            "spec": os.path.basename(spec_path),
+            "spec_sha256": spec_sha,
+            "model": "model.onnx",
+            "model_sha256": sha256_file(model_tmp),
+            "external_data": "model.onnx.data" if external else None,
+            "opset": opset,
+            "precision": spec.build["precision"],
+            "targets": spec.build["targets"],
+            "inputs": [_tensor_info(v.name, v) for v in graph.inputs],
+            "outputs": [_tensor_info(name, v) for name, v in graph.outputs.items()],
+            "total_params": graph.trainable_params,
+            "weights": weights_info,
+            "versions": {"specc": __version__, "onnx": _version("onnx"), "torch": _version("torch"),
+                         "onnxruntime": _version("onnxruntime")},
+            "build_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        with open(os.path.join(staging, "manifest.json"), "w") as handle:
+            json.dump(manifest, handle, indent=2)
+        manifest_path = os.path.join(out_dir, "manifest.json")
+        if os.path.exists(manifest_path):
+            os.unlink(manifest_path)  # from here until the end the directory holds no valid-looking build
+        for name in ("model.onnx.data", "model.onnx"):
+            if os.path.exists(os.path.join(staging, name)):
+                os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
+            elif os.path.exists(os.path.join(out_dir, name)):
+                os.unlink(os.path.join(out_dir, name))  # a stale external-data file from an older build
+        os.replace(os.path.join(staging, "manifest.json"), manifest_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return BuildResult(os.path.join(out_dir, "model.onnx"), manifest_path, manifest)
+
+

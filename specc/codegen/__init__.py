@@ -1,0 +1,1 @@
+"""Lowerings: IR -> PyTorch module, IR -> ONNX model (TensorRT joins in a later issue)."""

@@ -1,0 +1,100 @@
+"""IR -> ONNX, emitted directly from the graph (no tracing).
+
+Node names carry the spec layer name (`conv_1/Conv`), the batch axis is
+dynamic (`batch`), preprocessing is part of the graph, and parameters are
+initializers under their spec names (`conv_1.weight`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from specc import __version__
+from specc.codegen.lowerable import check_lowerable
+from specc.ir.graph import Graph
+from specc.ir.types import BATCH
+
+ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "uint8": TensorProto.UINT8,
+               "int64": TensorProto.INT64}
+DEFAULT_OPSET = 17
+
+
+class OnnxGraphBuilder:
+    """What an op's `onnx` lowering writes into: nodes, constants, unique names."""
+
+    def __init__(self, opset: int):
+        self.opset = opset
+        self.nodes: list = []
+        self.initializers: list = []
+        self.names: set[str] = set()
+        self.label = ""  # the IR node being lowered; ops prefix their node names with it
+
+    def unique(self, hint: str) -> str:
+        name, i = hint, 1
+        while name in self.names:
+            i += 1
+            name = f"{hint}_{i}"
+        self.names.add(name)
+        return name
+
+    def node(self, op_type: str, inputs: list, name: str, **attrs) -> str:
+        node_name = self.unique(name)
+        output = node_name  # one output per node: its name doubles as the tensor name
+        self.nodes.append(helper.make_node(op_type, list(inputs), [output], name=node_name, **attrs))
+        return output
+
+    def initializer(self, name: str, array) -> str:
+        self.names.add(name)
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name=name))
+        return name
+
+    def const(self, value, hint: str) -> str:
+        array = np.asarray(value, dtype=np.float32) if not isinstance(value, np.ndarray) else value
+        return self.initializer(self.unique(hint), array)
+
+    def reduce_mean(self, x: str, axes: list, name: str) -> str:
+        # Opset 18 moved ReduceMean's axes from an attribute to an input.
+        if self.opset >= 18:
+            return self.node("ReduceMean", [x, self.const(np.array(axes, np.int64), name + "_axes")], name,
+                             keepdims=1)
+        return self.node("ReduceMean", [x], name, axes=list(axes), keepdims=1)
+
+
+def _value_info(name: str, tensor_type, batch_name: str = "batch"):
+    dims = [batch_name if d == BATCH else d for d in tensor_type.shape]
+    return helper.make_tensor_value_info(name, ONNX_DTYPES[tensor_type.dtype], dims)
+
+
+def to_onnx(graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, metadata: dict | None = None) -> onnx.ModelProto:
+    check_lowerable(graph, "ONNX")
+    g = OnnxGraphBuilder(opset)
+    names: dict[str, str] = {}
+    for value in graph.inputs:
+        g.names.add(value.name)
+        names[value.name] = value.name
+    for name in graph.outputs:
+        g.names.add(name)  # reserve: outputs are named as the spec names them
+    for param in graph.params:
+        g.initializer(param, weights[param])
+    for node in graph.nodes:
+        g.label = node.name
+        xs = [names[v.name] for v in node.inputs]
+        params = {p.local: p.name for p in graph.node_params(node).values()}
+        names[node.output.name] = node.opdef.onnx(g, dict(node.attrs), xs, params,
+                                                  [v.type for v in node.inputs], node.output.type)
+    outputs = []
+    for out_name, value in graph.outputs.items():
+        g.nodes.append(helper.make_node("Identity", [names[value.name]], [out_name], name=f"output/{out_name}"))
+        outputs.append(_value_info(out_name, value.type))
+    onnx_graph = helper.make_graph(g.nodes, graph.name, [_value_info(v.name, v.type) for v in graph.inputs],
+                                   outputs, initializer=g.initializers)
+    model = helper.make_model(onnx_graph, producer_name="specc", producer_version=__version__,
+                              opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = min(model.ir_version, 9)  # readable by ONNX Runtime >= 1.16 and TensorRT 10
+    model.doc_string = f"{graph.name}, compiled by specc {__version__} from {graph.source}"
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    return model

@@ -1,0 +1,84 @@
+"""Weights: deterministic initialization from the spec, and safetensors files checked against it.
+
+Initialization runs in NumPy, seeded per tensor from (training.seed, tensor
+name), so the torch module and the ONNX model of one spec hold identical
+weights, and adding a layer does not change the others' initial values.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from specc.diagnostics import Diagnostics, Span, error
+from specc.ir.graph import Graph
+
+
+def tensor_rng(seed: int, name: str):
+    import numpy as np
+
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def init_weights(graph: Graph) -> dict:
+    nodes = {n.name: n for n in graph.nodes}
+    weights = {}
+    for name, info in graph.params.items():
+        node = nodes[info.node]
+        weights[name] = node.opdef.init_tensor(dict(node.attrs), info.local, info.shape,
+                                               tensor_rng(graph.seed, name))
+    return weights
+
+
+def load_weights(path: str, graph: Graph) -> dict:
+    """Read a safetensors file (never a pickle) and check it fits the graph, tensor by tensor."""
+    import os
+
+    import numpy as np
+
+    shown = path
+    if not os.path.isfile(path):
+        raise error("E080", f"weights file not found: {shown}", Span(shown))
+    try:
+        from safetensors.numpy import load_file
+
+        tensors = load_file(path)
+    except Exception as exc:  # safetensors raises its own error types for malformed headers
+        raise error("E080", f"{shown} is not a readable safetensors file ({type(exc).__name__})", Span(shown),
+                    "weights are stored as .safetensors (see `specc build --weights`)") from None
+    diags = Diagnostics()
+    for name, info in graph.params.items():
+        tensor = tensors.get(name)
+        if tensor is None:
+            diags.error("E080", f"weights file {shown} has no tensor `{name}` ({list(info.shape)}) "
+                        f"for layer `{info.node}`", info.span)
+        elif tuple(tensor.shape) != info.shape:
+            diags.error("E080", f"tensor `{name}` in {shown} has shape {list(tensor.shape)}, but layer "
+                        f"`{info.node}` needs {list(info.shape)}", info.span)
+        elif not np.issubdtype(tensor.dtype, np.floating):
+            diags.error("E080", f"tensor `{name}` in {shown} has dtype {tensor.dtype}; a float type is needed",
+                        info.span)
+    for name in sorted(set(tensors) - set(graph.params)):
+        diags.error("E080", f"weights file {shown} has tensor `{name}`, which no layer of the spec uses",
+                    Span(shown), "was the file saved from another spec?")
+    diags.raise_if_errors()
+    return {name: np.ascontiguousarray(tensors[name], dtype=np.float32) for name in graph.params}
+
+
+def save_weights(path: str, weights: dict, metadata: dict | None = None) -> None:
+    """Atomically write weights as safetensors."""
+    import os
+    import tempfile
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".specc-weights-", suffix=".safetensors", dir=directory)
+    os.close(fd)
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, tmp,
+                  metadata={k: str(v) for k, v in (metadata or {}).items()})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

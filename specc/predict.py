@@ -1,0 +1,106 @@
+"""`specc predict`: run a spec (torch or ONNX Runtime) or a built model (ONNX Runtime) on .npy/.npz input."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from specc.diagnostics import Span, error
+from specc.limits import DEFAULT_LIMITS, Limits
+
+
+def read_inputs(path: str, names: list[str]) -> dict:
+    """A .npy for a single-input model, or a .npz with one array per input name. Never unpickles."""
+    if not os.path.isfile(path):
+        raise error("E040", f"input file not found: {path}", Span(path))
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise error("E040", f"{path} is not a readable .npy/.npz array file ({str(exc)[:80]})", Span(path)) from None
+    if isinstance(loaded, np.ndarray):
+        if len(names) != 1:
+            raise error("E040", f"the model has {len(names)} inputs ({', '.join(names)}); pass a .npz with one "
+                        "array per input name", Span(path))
+        return {names[0]: loaded}
+    with loaded:
+        missing = [n for n in names if n not in loaded.files]
+        if missing:
+            raise error("E040", f"{path} has no array named {', '.join(missing)}", Span(path),
+                        f"arrays in the file: {', '.join(loaded.files)}")
+        return {n: loaded[n] for n in names}
+
+
+def conform(name: str, array: np.ndarray, dtype: str, shape: list, path: str) -> np.ndarray:
+    """Check an input array against its declared dtype and shape (batch axis added when missing)."""
+    if array.ndim == len(shape) - 1:
+        array = array[None]
+    if array.ndim != len(shape):
+        raise error("E060", f"input `{name}` has shape {list(array.shape)}; the model needs {shape}", Span(path))
+    for got, want in zip(array.shape[1:], shape[1:]):
+        if isinstance(want, int) and got != want:
+            raise error("E060", f"input `{name}` has shape {list(array.shape)}; the model needs {shape}",
+                        Span(path))
+    if array.dtype != np.dtype(dtype):
+        if not np.can_cast(array.dtype, dtype, casting="same_kind"):
+            raise error("E061", f"input `{name}` has dtype {array.dtype}; the model needs {dtype}", Span(path))
+        array = array.astype(dtype)
+    return np.ascontiguousarray(array)
+
+
+def _run_onnx(model, feeds: dict) -> dict:
+    import onnxruntime as ort
+
+    source = model if isinstance(model, str) else model.SerializeToString()
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
+
+
+def predict(model: str, input_path: str, weights: str | None = None, backend: str | None = None,
+            limits: Limits = DEFAULT_LIMITS) -> dict:
+    if os.path.isdir(model):
+        return _predict_build_dir(model, input_path, backend)
+    from specc.build import resolve_weights
+    from specc.compiler import compile_spec
+    from specc.ir.analysis import check_memory_budget
+
+    graph = compile_spec(model, limits).graph
+    declared = {v.name: (v.type.dtype, list(v.type.shape)) for v in graph.inputs}
+    raw = read_inputs(input_path, list(declared))
+    feeds = {n: conform(n, raw[n], *declared[n], input_path) for n in declared}
+    batch = max(a.shape[0] for a in feeds.values())
+    check_memory_budget(graph, limits.memory_budget, batch=batch, what="predict")
+    tensors, _ = resolve_weights(graph, weights)
+    if (backend or "torch") == "onnxruntime":
+        from specc.codegen.onnx_export import to_onnx
+
+        return _run_onnx(to_onnx(graph, tensors, 17), feeds)
+    import torch
+
+    from specc.codegen.torch_module import to_torch
+
+    module = to_torch(graph, tensors).eval()
+    with torch.no_grad():
+        outputs = module(*[torch.from_numpy(feeds[v.name]) for v in graph.inputs])
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _predict_build_dir(directory: str, input_path: str, backend: str | None) -> dict:
+    manifest_path = os.path.join(directory, "manifest.json")
+    if not os.path.isfile(manifest_path):
+        raise error("E040", f"{directory} is not a build directory (no manifest.json)", Span(directory),
+                    "run `specc build SPEC -o DIR` first")
+    if backend == "torch":
+        raise error("E040", "a build directory runs on `--backend onnxruntime`; pass the spec to run torch",
+                    Span(directory))
+    try:
+        with open(manifest_path) as handle:
+            manifest = json.load(handle)
+        declared = {i["name"]: (i["dtype"], i["shape"]) for i in manifest["inputs"]}
+    except (ValueError, KeyError, TypeError):
+        raise error("E040", f"{manifest_path} is not a specc manifest", Span(manifest_path)) from None
+    raw = read_inputs(input_path, list(declared))
+    feeds = {n: conform(n, raw[n], *declared[n], input_path) for n in declared}
+    return _run_onnx(os.path.join(directory, manifest.get("model", "model.onnx")), feeds)
