@@ -59,12 +59,15 @@ def spec_schema() -> dict:
     }
     layer = {"anyOf": [{"enum": bare}] + layers + [block_use]}
     network = {"type": "array", "items": {"$ref": "#/$defs/layer"}, "minItems": 1}
-    return {
+    schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "specc model spec, version 1",
         "type": "object",
-        "required": ["specc", "name", "inputs", "network"],
+        "required": ["specc", "name"],
+        # A spec that `extends` another may leave out what it inherits, and delete keys with null.
+        "if": {"not": {"required": ["extends"]}},
+        "then": {"required": ["inputs", "network"]},
         "additionalProperties": False,
         "$defs": {"layer": layer},
         "properties": {
@@ -86,3 +89,6 @@ def spec_schema() -> dict:
             "build": BUILD.json_schema(),
         },
     }
+    for key in ("description", "params", "preprocess", "augment", "blocks", "outputs", "training", "build"):
+        schema["properties"][key] = {"anyOf": [schema["properties"][key], {"type": "null"}]}
+    return schema

@@ -1,0 +1,27 @@
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPECS = os.path.join(ROOT, "specs")
+collect_ignore_glob = ["fuzz/*"]
+
+
+@pytest.fixture(autouse=True)
+def _not_ci(monkeypatch):
+    """Tests choose CI mode explicitly (`--ci`); CI's own CI=true must not change what they check."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("SPECC_TRUSTED", raising=False)
+
+
+def zoo_specs():
+    return sorted(f for f in os.listdir(SPECS) if f.endswith(".yaml"))
+
+
+def run_cli(*args, env=None, timeout=60):
+    """Run `python -m specc` in a fresh interpreter (cold start, real exit code)."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "specc", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=timeout)
