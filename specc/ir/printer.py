@@ -19,7 +19,9 @@ def print_graph(graph: Graph, spans: bool = True) -> str:
     args = ", ".join(f"%{v.name}: {v.type}" for v in graph.inputs)
     lines = [f"graph {graph.name}({args}) {{"]
     for node in graph.nodes:
-        attrs = ", ".join(f"{k}={_attr(v)}" for k, v in node.attrs.items() if v is not None)
+        fields = node.opdef.fields  # defaults are left out: the IR shows what the spec chose
+        attrs = ", ".join(f"{k}={_attr(v)}" for k, v in node.attrs.items()
+                          if v is not None and not (k in fields and fields[k].default == v))
         params = graph.node_params(node)
         param_text = ", ".join(f"@{p.name}: {list(p.shape)}" for p in params.values())
         operands = ", ".join(f"%{v.name}" for v in node.inputs)

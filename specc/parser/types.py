@@ -284,16 +284,20 @@ class Record(Type):
             value = spec.type.check(entry.value, diags, f"{where}: `{key}`")
             ok &= value is not INVALID
             result[key] = value
+        unknown = [k for k in node.entries if k not in self.fields]
         for key, spec in self.fields.items():
             if key in result:
                 continue
+            if spec.required and any(did_you_mean(u, [key]) for u in unknown):
+                continue  # the unknown key's "did you mean" already says it
             if spec.required:
                 diags.error("E011", f"{where}: missing required key `{key}`", node.span,
                             f"add `{key}: <{spec.type.describe()}>`")
                 ok = False
             elif fill_defaults:
                 result[key] = spec.default
-        return result if ok else INVALID
+        # Declaration order, whatever order the spec wrote them in: stable printing and hashing.
+        return {k: result[k] for k in self.fields if k in result} if ok else INVALID
 
     def json_schema(self):
         schema = {
