@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from specc.diagnostics import Diagnostics, Span, did_you_mean
+from specc.diagnostics import Diagnostics, Span, SpeccError, did_you_mean
 from specc.limits import Limits
 from specc.parser.extends import load_with_extends
 from specc.parser.located import Map, Scalar, Seq, kind_name, short
@@ -109,6 +109,7 @@ def _parse_tree(tree: Map, path: str, diags: Diagnostics, limits: Limits) -> Spe
     outputs = _parse_outputs(evaluated.get("outputs"), diags)
     training = _section(evaluated, "training", TRAINING, diags)
     build = _section(evaluated, "build", BUILD, diags) or BUILD.check(Scalar(None, tree.span), diags, "build")
+    _check_paths(evaluated, path, diags, limits)
     return Spec(path=path, name=name or "", description=description or "", params=params, inputs=inputs,
                 preprocess=preprocess, augment=augment, blocks=blocks,
                 network=network.items if network is not None else (),
@@ -289,7 +290,25 @@ def _parse_outputs(node, diags: Diagnostics):
     return outputs
 
 
-def spec_root(path: str) -> str:
-    return os.path.dirname(os.path.realpath(path))
+# Keys whose values are file paths: checked (never opened) so that CI mode confines them to the spec's tree.
+PATH_KEYS = (("training", "data", "path"), ("training", "data", "validation"), ("training", "distill", "teacher"),
+             ("training", "distill", "weights"), ("training", "init", "from"), ("build", "calibration", "data"),
+             ("build", "tensorrt", "timing_cache"))
+
+
+def _check_paths(tree: Map, path: str, diags: Diagnostics, limits: Limits) -> None:
+    from specc.parser.extends import resolve_spec_path
+
+    root = os.path.dirname(os.path.realpath(path))
+    for keys in PATH_KEYS:
+        node = tree
+        for key in keys:
+            node = node.get(key) if isinstance(node, Map) else None
+        if not (isinstance(node, Scalar) and isinstance(node.value, str)) or node.value == "train":
+            continue
+        try:
+            resolve_spec_path(node.value, path, node.span, limits, root, "`" + ".".join(keys) + "`")
+        except SpeccError as exc:
+            diags.extend(exc.diagnostics)
 
 
