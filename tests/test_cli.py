@@ -173,3 +173,35 @@ def test_cli_subprocess_never_tracebacks(tmp_path):
     result = run_cli("validate", str(bad))
     assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout
     assert "error[E001]" in result.stdout
+
+
+def test_large_models_use_onnx_external_data(tmp_path, monkeypatch):
+    """Models over 2 GB are saved with external data; exercised here with the threshold lowered."""
+    import onnxruntime as ort
+
+    import specc.build
+
+    monkeypatch.setattr(specc.build, "EXTERNAL_DATA_THRESHOLD", 0)
+    out = tmp_path / "b"
+    assert main(["build", os.path.join(SPECS, "lenet5.yaml"), "-o", str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx", "model.onnx.data"]
+    assert json.loads((out / "manifest.json").read_text())["external_data"] == "model.onnx.data"
+    assert os.path.getsize(out / "model.onnx") < 20_000 < os.path.getsize(out / "model.onnx.data")
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"image": np.zeros((2, 1, 32, 32), np.float32)})[0].shape == (2, 10)
+    monkeypatch.setattr(specc.build, "EXTERNAL_DATA_THRESHOLD", 10**12)
+    assert main(["build", os.path.join(SPECS, "lenet5.yaml"), "-o", str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx"]  # the stale data file is gone
+
+
+def test_memory_budget_refuses_before_allocating(tmp_path, capsys):
+    spec = tmp_path / "huge.yaml"
+    spec.write_text("specc: 1\nname: huge\ninputs: {x: {shape: [1000000]}}\nnetwork:\n  - dense: 10000000\n")
+    assert main(["inspect", str(spec), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total_params"] == 10_000_010_000_000
+    assert main(["build", str(spec), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "error[E091]" in err and "36.4 TiB of weights" in err
+    assert main(["build", os.path.join(SPECS, "lenet5.yaml"), "-o", str(tmp_path / "o"),
+                 "--memory-budget", "100K"]) == 1
+    assert "over the memory budget of 100.0 KiB" in capsys.readouterr().err

@@ -188,3 +188,34 @@ def test_pass_manager_verifies_and_names_the_broken_pass():
     assert PassManager(verify_each=True).run(graph) is graph
     with pytest.raises(VerificationError, match="after pass `drop_first_node`"):
         PassManager((DropFirstNode(),), verify_each=True).run(graph)
+
+
+def test_block_activation_applies_to_the_block_output(tmp_path):
+    compiled = compile_text(tmp_path, """\
+        specc: 1
+        name: b
+        blocks:
+          cb:
+            params: {c: null}
+            network:
+              - conv: {filters: "${c}", kernel: 3, padding: same}
+              - batchnorm
+        inputs: {x: {shape: [3, 8, 8]}}
+        network:
+          - cb: {c: 4, activation: relu}
+          - global_avgpool
+        """)
+    assert [n.op for n in compiled.graph.nodes] == ["conv", "batchnorm", "relu", "global_avgpool"]
+    assert compiled.graph.nodes[3].inputs[0].name == "cb_1.relu"
+
+
+def test_fractional_maxpool_accepts_both_ratio_conventions(tmp_path):
+    for ratio, size in (("0.5", 5), ("1.414", 7)):
+        compiled = compile_text(tmp_path, f"""\
+            specc: 1
+            name: f
+            inputs: {{x: {{shape: [3, 10, 10]}}}}
+            network:
+              - fractional_maxpool: {ratio}
+            """)
+        assert compiled.graph.outputs["output"].type.shape == ("N", 3, size, size)

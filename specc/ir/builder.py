@@ -15,6 +15,7 @@ from specc.ir.graph import Graph, Node, ParamInfo, Value, freeze
 from specc.ir.types import BATCH, TensorType, shape_str
 from specc.limits import Limits
 from specc.ops import REGISTRY, STEPS, ShapeError
+from specc.ops.base import ACTIVATIONS
 from specc.parser.located import Map, Scalar, Seq, kind_name, short
 from specc.parser.spec import META_KEYS, Spec
 from specc.parser.substitute import is_failed, substitute_tree
@@ -249,7 +250,7 @@ class _Builder:
         given: dict = {}
         if isinstance(args, Map):
             for key, entry in args.entries.items():
-                if key not in block.params:
+                if key not in block.params and key != "activation":
                     self.diags.error("E050", f"block `{layer.op}` has no parameter `{short(key)}`", entry.key_span,
                                      did_you_mean(key, block.params) or
                                      "its parameters: " + (", ".join(block.params) or "none"))
@@ -264,6 +265,12 @@ class _Builder:
         elif not (isinstance(args, Scalar) and args.value is None):
             self.diags.error("E012", f"block `{layer.op}` takes a mapping of its parameters, got a {kind_name(args)}",
                              args.span, "e.g. `- residual: {c: 64}`")
+            return POISON, {}
+        # SPEC: `activation` is accepted by blocks; unless the block declares it, it applies to the output.
+        activation = given.pop("activation", None) if "activation" not in block.params else None
+        if activation is not None and activation not in ACTIVATIONS:
+            self.diags.error("E014", f"block `{layer.op}`: `activation` must be one of {', '.join(ACTIVATIONS)}",
+                             args.entries["activation"].value.span, did_you_mean(activation, ACTIVATIONS))
             return POISON, {}
         scope = dict(self.spec.params)
         for pname, default in block.params.items():
@@ -280,6 +287,9 @@ class _Builder:
             scope[pname] = node.value
         local = {"input": inputs[0]}
         last, inner = self.expand(block.layers, local, full + ".", inputs[0], scope, stack + (layer.op,))
+        if activation not in (None, "linear"):
+            defaults = REGISTRY[activation].args.check(Scalar(None, layer.op_span), self.diags, activation)
+            last = self.add_node(f"{full}.{activation}", activation, "layer", defaults, [last], layer.op_span, full)
         return last, inner
 
 

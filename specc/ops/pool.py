@@ -103,10 +103,11 @@ class GlobalMaxPool(_GlobalPool):
 @register
 class FractionalMaxPool(OpDef):
     name = "fractional_maxpool"
-    doc = "fractional max pooling (Graham 2014): output size = floor(input * ratio)"
+    doc = ("fractional max pooling (Graham 2014): a ratio below 1 is output/input (torch's output_ratio), "
+           "above 1 the reduction factor alpha (e.g. 1.414)")
     primary = "ratio"
     lowered = False
-    fields = {"ratio": Field(Float(0, 1, min_open=True, max_open=True), REQUIRED, "output/input size ratio")}
+    fields = {"ratio": Field(Float(0, 16, min_open=True), REQUIRED, "size ratio")}
 
     def infer(self, attrs, inputs):
         x = inputs[0]
@@ -115,7 +116,8 @@ class FractionalMaxPool(OpDef):
         for d in x.shape[2:2 + rank]:
             if not isinstance(d, int):
                 raise ShapeError("`fractional_maxpool` needs static spatial sizes")
-            out = int(d * attrs["ratio"])
+            ratio = attrs["ratio"]
+            out = int(d * ratio) if ratio <= 1 else int(d / ratio)
             if out < 1:
                 raise ShapeError(f"input size {d} times ratio {attrs['ratio']} leaves nothing")
             spatial.append(out)

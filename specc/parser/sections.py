@@ -38,12 +38,12 @@ OPTIMIZER = OneKey({
 SCHEDULE = OneKey({
     "constant": None,
     "step": Record({"every": Field(Int(1), REQUIRED, "epochs between steps"), "gamma": Field(Float(0, 1), 0.1)}),
-    "exponential": Record({"k": Field(Float(0), REQUIRED, "lr0 e^-kt")}),
-    "inverse_time": Record({"k": Field(Float(0), REQUIRED, "lr0 / (1 + kt)")}),
+    "exponential": Record({"k": Field(Float(0), REQUIRED, "lr0 e^-kt")}, primary="k"),
+    "inverse_time": Record({"k": Field(Float(0), REQUIRED, "lr0 / (1 + kt)")}, primary="k"),
     "cosine": Record({"min_lr": Field(Float(0), 0.0)}),
     "one_cycle": Record({"max_lr": Field(_LR, REQUIRED), "pct_start": Field(Float(0, 1), 0.3)}),
-    "cyclic": Record({"period": Field(Int(1), REQUIRED, "epochs per cycle (snapshot ensembles)")}),
-    "warmup": Record({"epochs": Field(Int(0), 1)}),
+    "cyclic": Record({"period": Field(Int(1), REQUIRED, "epochs per cycle (snapshot ensembles)")}, primary="period"),
+    "warmup": Record({"epochs": Field(Int(0), 1)}, primary="epochs"),
 }, "a learning-rate schedule")
 
 LOSS = OneKey({
@@ -59,6 +59,7 @@ SEARCH_SPACE = OneKey({
 }, "a search distribution")
 
 METRICS = ("accuracy", "precision", "recall", "f1", "confusion", "loss")
+MONITORED = METRICS + tuple(f"val_{m}" for m in METRICS)  # early stopping watches validation anyway
 
 TRAINING = Record({
     "data": Field(Record({
@@ -78,7 +79,7 @@ TRAINING = Record({
     }), None),
     "grad_clip": Field(Float(0, min_open=True), None, "max global gradient norm"),
     "ema": Field(Float(0, 1, min_open=True, max_open=True), None, "Polyak averaging decay"),
-    "early_stopping": Field(Record({"metric": Field(Enum(METRICS), "loss"), "patience": Field(Int(1), 5)}), None),
+    "early_stopping": Field(Record({"metric": Field(Enum(MONITORED), "loss"), "patience": Field(Int(1), 5)}), None),
     "metrics": Field(ListOf(Enum(METRICS)), ["accuracy"]),
     "seed": Field(Int(0, 2**32 - 1), 0),
     "ensemble": Field(Record({"members": Field(Int(1, 1000), REQUIRED), "combine": Field(Enum(("vote", "mean")), "mean")}), None),
@@ -100,7 +101,9 @@ TRAINING = Record({
 
 TENSORRT = Record({
     "workspace_mb": Field(Int(1), 1024), "timing_cache": Field(Str(), None),
-    "optimization_level": Field(Int(0, 5), 3), "hardware_compatibility": Field(Enum(("none", "ampere_plus", "same_compute_capability")), "none"),
+    "optimization_level": Field(Int(0, 5), 3), "hardware_compatibility": Field(
+        Union((Enum(("none", "ampere_plus", "same_compute_capability")), Bool())), "none",
+        "TensorRT hardware compatibility level (true = ampere_plus)"),
     "version_compatible": Field(Bool(), False),
 })
 
