@@ -86,8 +86,17 @@ class LayerNorm(OpDef):
         return F.layer_norm(xs[0], (xs[0].shape[-1],), params["weight"], params["bias"], attrs["eps"])
 
     def onnx(self, g, attrs, xs, params, itypes, otype):
-        return g.node("LayerNormalization", [xs[0], params["weight"], params["bias"]], g.label,
-                      axis=-1, epsilon=float(attrs["eps"]))
+        if g.opset >= 17:
+            return g.node("LayerNormalization", [xs[0], params["weight"], params["bias"]], g.label,
+                          axis=-1, epsilon=float(attrs["eps"]))
+        # Before opset 17 there is no LayerNormalization: (x - mean) / sqrt(var + eps) * weight + bias.
+        label = g.label
+        centered = g.node("Sub", [xs[0], g.reduce_mean(xs[0], [-1], label + "/mean")], label + "/centered")
+        var = g.reduce_mean(g.node("Mul", [centered, centered], label + "/sq"), [-1], label + "/var")
+        std = g.node("Sqrt", [g.node("Add", [var, g.const(float(attrs["eps"]), label + "_eps")], label + "/var_eps")],
+                     label + "/std")
+        normed = g.node("Div", [centered, std], label + "/normed")
+        return g.node("Add", [g.node("Mul", [normed, params["weight"]], label + "/scaled"), params["bias"]], label)
 
 
 @register
