@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 import shutil
 from pathlib import Path
 
@@ -29,7 +30,9 @@ SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml"))
 SPEC_TEXTS = {p.name: p.read_text(encoding="utf-8") for p in SPEC_FILES}
 SPEC_TREES = {name: yaml.safe_load(text) for name, text in SPEC_TEXTS.items()}
 
-FUZZ = settings(max_examples=120, deadline=None, derandomize=False, database=None,
+# SPECC_FUZZ_EXAMPLES=5000 for a longer hunt; the default keeps the file well under a minute.
+EXAMPLES = int(os.environ.get("SPECC_FUZZ_EXAMPLES", "300"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much])
 
@@ -165,7 +168,7 @@ def mutated_tree(draw):
                 layers.insert(draw(st.integers(0, len(layers))), copy.deepcopy(layers[index]))
         elif kind == "add_key":
             mappings = [()] + [p for p in all_paths if isinstance(parent_of(tree, p + ("x",)), dict)]
-            target = tree if not mappings else parent_of(tree, draw(st.sampled_from(mappings)) + ("x",))
+            target = parent_of(tree, draw(st.sampled_from(mappings)) + ("x",))
             target[draw(STRINGS)] = draw(VALUES)
     return name, tree
 
