@@ -155,7 +155,8 @@ def mutated_tree(draw):
     name = draw(st.sampled_from(sorted(SPEC_TREES)))
     tree = copy.deepcopy(SPEC_TREES[name])
     for _ in range(draw(st.integers(1, 3))):
-        all_paths = list(paths(tree))
+        # deepest first: hypothesis favours early choices, and deep values reach the semantic checks
+        all_paths = sorted(paths(tree), key=len, reverse=True)
         kind = draw(st.sampled_from(["delete", "replace", "replace", "duplicate_layer", "add_key"]))
         if kind == "delete" and all_paths:
             delete_at(tree, draw(st.sampled_from(all_paths)))

@@ -9,6 +9,9 @@ under test is the one SECURITY.md states for a hostile spec:
 * check_spec returns a list (of diagnostics) for every input: any exception
   that escapes it is a crash;
 * every diagnostic has a code `E0xx`, a 1-based line and column, and a message;
+* the diagnostics can be printed: formatted as text, github and json and encoded
+  as UTF-8, as the CLI does (a lone surrogate escape such as "\\ud800" in a quoted
+  value once made printing raise UnicodeEncodeError);
 * a valid spec also survives `inspect` (sizes computed symbolically);
 * libFuzzer's own -timeout and -rss_limit_mb catch hangs and memory blowups.
 
@@ -30,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 with atheris.instrument_imports():
     from specc.compiler import check_spec, compile_spec
-    from specc.diagnostics import SpeccError
+    from specc.diagnostics import SpeccError, format_diagnostics
     from specc.inspect import inspect_json
     from specc.limits import DEFAULT_LIMITS
 
@@ -66,6 +69,8 @@ def check_one(data: bytes, limits=DEFAULT_LIMITS) -> list:
             raise ContractViolation(f"bad diagnostic location: {d!r}")
         if not (isinstance(d.message, str) and d.message):
             raise ContractViolation(f"empty diagnostic message: {d!r}")
+    for fmt in ("text", "github", "json"):
+        format_diagnostics(diags, fmt).encode("utf-8")  # what printing them does
     if not diags:
         try:
             inspect_json(compile_spec(_SPEC, limits).graph)
