@@ -124,18 +124,33 @@ def cmd_validate(args) -> int:
     specs = find_specs(args.paths)
     for path in specs:
         diags = check_spec(path, limits)
+        if not diags and args.memory_budget:
+            diags = _memory_diagnostics(path, limits)
         all_diags += diags
-        invalid += bool(diags)
+        failed = any(d.severity == "error" for d in diags)
+        invalid += failed
         if args.format == "text":
             if diags:
                 print(format_diagnostics(diags, "text"))
-            else:
+            if not failed:
                 print(f"{path}: ok")
     if args.format != "text":
         print(format_diagnostics(all_diags, args.format))
     elif len(specs) > 1:
         print(f"{len(specs) - invalid} of {len(specs)} specs valid", file=sys.stderr)
     return 1 if invalid else 0
+
+
+def _memory_diagnostics(path: str, limits: Limits) -> list:
+    """With an explicit --memory-budget, validate also checks that the model fits it."""
+    from specc.compiler import compile_spec
+    from specc.ir.analysis import check_memory_budget
+
+    try:
+        check_memory_budget(compile_spec(path, limits).graph, limits.memory_budget, what="build")
+    except SpeccError as exc:
+        return exc.diagnostics
+    return []
 
 
 def cmd_inspect(args) -> int:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from specc.diagnostics import Diagnostics, SpeccError
+from specc.diagnostics import Diagnostic, Diagnostics, SpeccError, did_you_mean
 from specc.ir.builder import build_graph
 from specc.ir.graph import Graph
 from specc.limits import Limits
+from specc.parser.located import Map, Scalar, Seq, short
 from specc.parser.spec import Spec, load_spec
 
 
@@ -15,6 +16,7 @@ from specc.parser.spec import Spec, load_spec
 class Compiled:
     spec: Spec
     graph: Graph
+    warnings: list = field(default_factory=list)
 
 
 def compile_spec(path: str, limits: Limits) -> Compiled:
@@ -24,14 +26,59 @@ def compile_spec(path: str, limits: Limits) -> Compiled:
     graph = build_graph(spec, limits, diags)
     if not spec.inputs and not diags.has_errors:
         diags.error("E011", "the spec declares no inputs", spec.network_span)
+    if not diags.has_errors:
+        check_layer_references(spec, graph, diags)
     diags.raise_if_errors()
-    return Compiled(spec, graph)
+    return Compiled(spec, graph, [d for d in diags.sorted() if d.severity != "error"])
 
 
 def check_spec(path: str, limits: Limits) -> list:
-    """All diagnostics for one spec file (empty when it is valid)."""
+    """All diagnostics for one spec file: errors, or warnings when it is valid."""
     try:
-        compile_spec(path, limits)
+        return compile_spec(path, limits).warnings
     except SpeccError as exc:
         return exc.diagnostics
+
+
+def _layer_names(graph: Graph) -> set:
+    """Every name a spec can use for a layer: node names, layer names, block uses and their copies."""
+    names = set()
+    for node in graph.nodes:
+        parts = node.name.split(".")
+        names.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+        names.add(node.layer)
+    return names
+
+
+def _entries(tree: Map, *keys):
+    node = tree
+    for key in keys:
+        node = node.get(key) if isinstance(node, Map) else None
+    if isinstance(node, Seq):
+        return [(item.value, item.span) for item in node.items if isinstance(item, Scalar)]
+    if isinstance(node, Map):
+        return [(key, node.key_span(key)) for key in node.keys()]
     return []
+
+
+def check_layer_references(spec: Spec, graph: Graph, diags: Diagnostics) -> None:
+    """Names in `training` and `build` that must be layers (or op names) of the built graph."""
+    from specc.ops import REGISTRY
+    from specc.passes.manager import KNOWN_PASSES
+
+    layers = _layer_names(graph)
+    checks = [(("build", "keep_fp32"), layers | set(REGISTRY), "a layer or op name"),
+              (("training", "init", "freeze"), layers, "a layer name"),
+              (("training", "init", "reinit"), layers, "a layer name"),
+              (("training", "lr_mult"), layers, "a layer name")]
+    for keys, valid, what in checks:
+        for name, span in _entries(spec.tree, *keys):
+            if isinstance(name, str) and name not in valid:
+                diags.error("E023", f"`{'.'.join(keys)}` names `{short(name)}`, which is not {what} of this spec",
+                            span, did_you_mean(name, valid))
+    for name, span in _entries(spec.tree, "build", "passes"):
+        bare = name.lstrip("-") if isinstance(name, str) else name
+        if isinstance(bare, str) and bare not in KNOWN_PASSES:
+            diags.add(Diagnostic("W001", f"pass `{short(bare)}` is not in this version's pipeline; it is ignored",
+                                 span, did_you_mean(bare, KNOWN_PASSES) or "the standard pipeline is empty for now",
+                                 severity="warning"))

@@ -205,3 +205,22 @@ def test_memory_budget_refuses_before_allocating(tmp_path, capsys):
     assert main(["build", os.path.join(SPECS, "lenet5.yaml"), "-o", str(tmp_path / "o"),
                  "--memory-budget", "100K"]) == 1
     assert "over the memory budget of 100.0 KiB" in capsys.readouterr().err
+
+
+def test_unknown_pass_is_a_warning_not_an_error(tmp_path, capsys):
+    spec = tmp_path / "p.yaml"
+    spec.write_text("specc: 1\nname: p\ninputs: {x: {shape: [4]}}\nnetwork: [{dense: 2}]\n"
+                    "build: {passes: [-fold_constants]}\n")
+    assert main(["validate", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert f"{spec}:5:19: warning[W001]: pass `fold_constants` is not in this version's pipeline" in out
+    assert out.rstrip().endswith(f"{spec}: ok")
+
+
+def test_validate_checks_the_memory_budget_only_when_asked(tmp_path, capsys):
+    spec = tmp_path / "big.yaml"
+    spec.write_text("specc: 1\nname: big\ninputs: {x: {shape: [1, 28, 28]}}\nnetwork:\n"
+                    "  - conv: {filters: 99999999999, kernel: 3}\n  - global_avgpool\n  - dense: 10\n")
+    assert main(["validate", str(spec)]) == 0
+    assert main(["validate", str(spec), "--memory-budget", "1G"]) == 1
+    assert "error[E091]" in capsys.readouterr().out

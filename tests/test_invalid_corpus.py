@@ -38,37 +38,7 @@ CASES = sorted(p.stem for p in CORPUS.glob("*.yaml"))  # not recursive: _support
 
 # Compiler bugs found by this corpus: the case fails today and must flip to passing
 # when the bug is fixed (then remove it here and run tests/invalid/update_golden.py).
-KNOWN_BAD = {
-    "add_one_input": "E024 points at the `add` key (line 11), not at `from: [a]` (line 12), "
-                     "the value at fault and the line the hint tells the user to change",
-    "duplicate_layer_name": "one duplicate name is reported twice, once at `name:` (line 10) and "
-                            "again at the op key (line 11); the hint does not say where the first one is",
-    "lcn_even_size": "an even lcn `size` is a malformed value (E013, at the value `8`), "
-                     "reported as a shape error E060 at the step",
-    "missing_version": "a mapping without `specc:` is reported as E001 at 1:1 (a comment line); "
-                       "a missing required key is E011 at the mapping, as `missing_network` does",
-    "non_utf8_text": "E003 at 1:1 instead of the line holding the non-UTF-8 byte (line 5); "
-                     "UnicodeDecodeError.start gives the offset",
-    "normalize_mean_std_lengths": "the wrong `std` list (line 10) is reported at the `normalize` key (line 8)",
-    "normalize_wrong_channels": "hint reads `give 1 or 1 values` (and the message `1 channels`)",
-    "repeat_too_large": "docs/diagnostics.md gives E090 for `repeat` too large; specc reports E013",
-    "yaml_unclosed_bracket": "an unclosed `{` on line 8 is reported at line 10, where PyYAML gave up; "
-                             "the error's context_mark (the opening `{`) points at the real line",
-    "yaml_unterminated_string": "an unterminated quote on line 5 is reported at the end of the file (line 11); "
-                                "context_mark points at the opening quote",
-    "yaml_bad_indentation": "raw PyYAML message `expected <block end>, but found '<block mapping start>'` "
-                            "and no hint about indentation",
-    "yaml_tab_indent": "no hint that YAML indentation must use spaces, not tabs",
-    "maxpool_larger_than_input": "hint suggests `padding: same`, which maxpool refuses "
-                                 "(`padding` must be an integer)",
-    "build_batch_min_above_max": "accepted: build.batch {min: 8, opt: 2, max: 4} is not checked for min <= opt <= max",
-    "keep_fp32_unknown_layer": "accepted: build.keep_fp32 entries are not checked against layer or op names",
-    "training_freeze_unknown_layer": "accepted: training.init.freeze names are not checked against the layers",
-    "build_unknown_pass": "accepted: build.passes names are not checked (no pass registry yet)",
-    "tta_unknown_transform": "accepted: build.tta transforms are not validated (schema uses AnyValue)",
-    "memory_budget_exceeded": "accepted: `validate` never checks the memory budget (3.6 TiB of weights is ok; "
-                              "`validate --memory-budget 1G` accepts it too), only build/predict do",
-}
+KNOWN_BAD = {}  # type: dict[str, str]
 
 # Files that cannot carry a header comment.
 HEADERLESS = {"empty_zero_bytes": ["E001 line 1"]}

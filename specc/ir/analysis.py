@@ -65,7 +65,12 @@ def check_memory_budget(graph: Graph, budget: int, batch: int = 1, what: str = "
     if weights + activations > budget:
         from specc.diagnostics import Span
 
-        span = graph.nodes[0].span if graph.nodes else Span(graph.source)
+        # Point at the layer that holds the most weights: that is the one to shrink.
+        sizes = {}
+        for p in graph.params.values():
+            sizes[p.node] = sizes.get(p.node, 0) + p.size
+        biggest = max(graph.nodes, key=lambda n: sizes.get(n.name, 0), default=None)
+        span = biggest.span if biggest else Span(graph.source)
         raise error("E091", f"`{what}` would need {human_bytes(weights)} of weights and {human_bytes(activations)} "
                     f"of activations (batch {batch}), over the memory budget of {human_bytes(budget)}",
                     span, "shrink the model, or raise the budget with --memory-budget (e.g. 64G)")

@@ -36,6 +36,7 @@ class _Layer:
     repeat: int
     span: Span
     op_span: Span
+    name_span: Span
 
 
 def build_graph(spec: Spec, limits: Limits, diags: Diagnostics | None = None) -> Graph:
@@ -56,7 +57,7 @@ class _Builder:
         self.spec, self.diags, self.limits = spec, diags, limits
         self.graph = Graph(spec.name, seed=spec.seed, source=spec.path)
         self.node_count = 0
-        self.taken: set[str] = set()
+        self.taken: dict[str, Span] = {}  # node name -> where it was defined
 
     # --- entry and exit -------------------------------------------------
     def build(self) -> None:
@@ -65,7 +66,7 @@ class _Builder:
         for index, decl in enumerate(self.spec.inputs):
             value = Value(decl.name, TensorType(decl.dtype, (BATCH,) + tuple(decl.shape)))
             self.graph.inputs.append(value)
-            self.taken.add(decl.name)
+            self.taken[decl.name] = decl.span
             if decl.layout == "NHWC":
                 value = self.add_node(f"{decl.name}.to_channels_first", "to_channels_first", "internal", {},
                                       [value], decl.span, decl.name)
@@ -88,7 +89,7 @@ class _Builder:
                                  "got int64 token ids", step.span, "remove `preprocess` for token inputs")
                 return POISON
             value = self.add_node(f"preprocess.{step.op}_{i}", step.op, "preprocess", step.attrs, [value],
-                                  step.span, f"preprocess.{step.op}_{i}")
+                                  step.span, f"preprocess.{step.op}_{i}", args=step.args)
         return value
 
     def set_outputs(self, last: Value, names: dict) -> None:
@@ -114,9 +115,6 @@ class _Builder:
             if layer is None:
                 previous = POISON
                 continue
-            if layer.name in defined:
-                self.diags.error("E022", f"duplicate layer name `{layer.name}`", layer.span,
-                                 "each layer name must be unique")
             inputs = self.resolve_from(layer, visible, previous)
             for copy in range(1, layer.repeat + 1):
                 name = layer.name if layer.repeat == 1 else f"{layer.name}.{copy}"
@@ -160,6 +158,10 @@ class _Builder:
             checked = LAYER_NAME.check(node.get("name"), diags, f"layer {index}: `name`")
             if checked is INVALID:
                 return None
+            if checked == "input":
+                diags.error("E013", f"layer {index}: `input` is reserved for the network's (or block's) input",
+                            node.get("name").span, "choose another name")
+                return None
             name = checked
         from_ = None
         if "from" in node:
@@ -171,11 +173,17 @@ class _Builder:
             from_ = [(v, item.span) for v, item in zip([checked] if isinstance(checked, str) else checked, items)]
         repeat = 1
         if "repeat" in node:
-            checked = Int(1, self.limits.max_repeat).check(node.get("repeat"), diags, f"layer `{name}`: `repeat`")
+            checked = Int(1).check(node.get("repeat"), diags, f"layer `{name}`: `repeat`")
             if checked is INVALID:
                 return None
+            if checked > self.limits.max_repeat:
+                diags.error("E090", f"layer `{name}`: `repeat: {checked:,}` is over the limit of "
+                            f"{self.limits.max_repeat:,}", node.get("repeat").span,
+                            "pass --trusted to lift the limit for a spec you trust")
+                return None
             repeat = checked
-        return _Layer(op, node.get(op), name, from_, repeat, node.span, node.key_span(op))
+        return _Layer(op, node.get(op), name, from_, repeat, node.span, node.key_span(op),
+                      node.key_span("name") if "name" in node else node.key_span(op))
 
     def resolve_from(self, layer: _Layer, visible: dict, previous: Value) -> list:
         if layer.from_ is None:
@@ -200,12 +208,16 @@ class _Builder:
         lo, hi = op.arity
         if not lo <= len(inputs) <= (hi if hi is not None else len(inputs)):
             want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
-            self.diags.error("E024", f"layer `{layer.name}` ({layer.op}) takes {want} inputs, got {len(inputs)}",
-                             layer.op_span, "list the inputs in `from: [a, b]`" if lo > 1 else "remove the extra `from` names")
+            want += " input" if want == "1" else " inputs"
+            span = layer.from_[0][1] if layer.from_ else layer.op_span
+            self.diags.error("E024", f"layer `{layer.name}` ({layer.op}) takes {want}, got {len(inputs)}",
+                             span, "list the inputs in `from: [a, b]`" if lo > 1 else "remove the extra `from` names")
             return POISON
-        return self.add_node(full, layer.op, "layer", attrs, inputs, layer.op_span, full, layer.name)
+        return self.add_node(full, layer.op, "layer", attrs, inputs, layer.op_span, full, layer.name,
+                             args=layer.args, name_span=layer.name_span)
 
-    def add_node(self, name, op_name, category, attrs, inputs, span, layer, shown=None) -> Value:
+    def add_node(self, name, op_name, category, attrs, inputs, span, layer, shown=None, args=None,
+                 name_span=None) -> Value:
         if any(v is POISON for v in inputs):
             return POISON
         self.node_count += 1
@@ -213,9 +225,12 @@ class _Builder:
             raise error("E090", f"the network expands to more than {self.limits.max_layers:,} layers",
                         span, "lower `repeat` counts, or pass --trusted for a spec you trust")
         if name in self.taken:
-            self.diags.error("E022", f"duplicate layer name `{name}`", span, "each layer name must be unique")
+            first = self.taken[name]
+            what = "an input" if any(v.name == name for v in self.graph.inputs) else "a layer"
+            self.diags.error("E022", f"duplicate layer name `{shown or name}`: {what} of that name is defined at "
+                             f"line {first.line}", name_span or span, "each layer name must be unique")
             return POISON
-        self.taken.add(name)
+        self.taken[name] = name_span or span
         op = REGISTRY[op_name] if category == "layer" else STEPS[category][op_name]
         itypes = [v.type for v in inputs]
         try:
@@ -224,6 +239,8 @@ class _Builder:
             buffers = op.buffer_shapes(attrs, itypes)
         except ShapeError as exc:
             got = ", ".join(shape_str(t.shape) for t in itypes)
+            if exc.arg and isinstance(args, Map) and exc.arg in args:
+                span = args.get(exc.arg).span
             self.diags.error(exc.code, f"layer `{shown or name}` ({op_name}): {exc.message} "
                              f"[input shape{'s' if len(itypes) > 1 else ''} {got}]", span, exc.hint)
             return POISON

@@ -20,11 +20,12 @@ REGISTRY: dict[str, "OpDef"] = {}
 class ShapeError(Exception):
     """Raised by shape inference; the IR builder adds the layer, its span and input shapes."""
 
-    def __init__(self, message: str, hint: str | None = None, code: str = "E060"):
+    def __init__(self, message: str, hint: str | None = None, code: str = "E060", arg: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.code = code
+        self.arg = arg  # the argument at fault, when there is one: the diagnostic then points at its value
 
 
 class NotLowerable(Exception):
@@ -126,7 +127,8 @@ def spatial_rank(t: TensorType, op: str, ranks=(1, 2, 3)) -> int:
     return n
 
 
-def window_out(size, kernel: int, stride: int, pad_total: int, dilation: int, what: str):
+def window_out(size, kernel: int, stride: int, pad_total: int, dilation: int, what: str,
+               hint: str = "use a smaller kernel, `padding: same`, or remove a pooling layer before it"):
     """Output length of a sliding window: floor((L + pads - d*(k-1) - 1)/s) + 1."""
     span = dilation * (kernel - 1) + 1
     if not is_static(size):
@@ -135,7 +137,7 @@ def window_out(size, kernel: int, stride: int, pad_total: int, dilation: int, wh
         return f"({size}+{pad_total}-{span})//{stride}+1"
     if size + pad_total < span:
         raise ShapeError(f"{what} {span} is larger than its input {size}" + (f" (+{pad_total} padding)" if pad_total else ""),
-                         "use a smaller kernel, `padding: same`, or remove a pooling layer before it")
+                         hint)
     return (size + pad_total - span) // stride + 1
 
 

@@ -29,7 +29,8 @@ class _WindowPool(OpDef):
     def infer(self, attrs, inputs):
         x = inputs[0]
         size, stride, padding = self.geometry(attrs, spatial_rank(x, self.name))
-        spatial = tuple(window_out(x.shape[2 + i], size[i], stride[i], 2 * padding[i], 1, "pooling window")
+        spatial = tuple(window_out(x.shape[2 + i], size[i], stride[i], 2 * padding[i], 1, "pooling window",
+                                   "use a smaller window, or remove a pooling layer before it")
                         for i in range(len(size)))
         return x.with_shape(x.shape[:2] + spatial)
 

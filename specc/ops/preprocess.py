@@ -56,8 +56,9 @@ class Normalize(_Step):
         for key in ("mean", "std"):
             n = len(attrs[key])
             if n != 1 and n != channels:
-                raise ShapeError(f"`normalize` {key} has {n} values but the input has {channels} channels",
-                                 f"give 1 or {channels} values")
+                want = "1 value" if channels == 1 else f"1 value or {channels} (one per channel)"
+                raise ShapeError(f"`normalize` {key} has {n} values but the input has {channels} "
+                                 f"channel{'s' if channels != 1 else ''}", f"give {want}", arg=key)
         return x
 
     def constants(self, attrs, x_rank):
@@ -162,7 +163,8 @@ class LocalContrastNorm(_Step):
     def infer(self, attrs, inputs):
         _, h, w = _static_image(inputs[0], "lcn")
         if attrs["size"] % 2 == 0:
-            raise ShapeError(f"`lcn` size must be odd, got {attrs['size']}", f"use {attrs['size'] + 1}")
+            raise ShapeError(f"`lcn` size must be odd, got {attrs['size']}",
+                             f"use {attrs['size'] - 1} or {attrs['size'] + 1}", code="E013", arg="size")
         return inputs[0]
 
     def macs(self, attrs, inputs, output):

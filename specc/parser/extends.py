@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from specc.diagnostics import Span, error
+from specc.diagnostics import Span, SpeccError, error
 from specc.limits import Limits
 from specc.parser.located import Entry, Map, Scalar, Seq, short
 from specc.parser.yaml_loader import load_yaml_text, read_spec_text
@@ -36,24 +36,34 @@ def resolve_spec_path(value: str, referrer: str, span: Span, limits: Limits, roo
     return path
 
 
-def load_document(path: str, limits: Limits, shown: str | None = None) -> Map:
+def load_document(path: str, limits: Limits, shown: str | None = None, base_of: Span | None = None) -> Map:
+    """One spec file's located tree. For an `extends` target (`base_of` is the `extends:` value), problems
+    that mean "this is not a spec" are reported at the `extends:` line, and nothing of the file is echoed."""
     shown = shown or display_path(path)
-    tree = load_yaml_text(read_spec_text(path, limits, shown), shown, limits)
+    try:
+        tree = load_yaml_text(read_spec_text(path, limits, shown), shown, limits)
+    except SpeccError as exc:
+        if base_of is None or exc.diagnostics[0].code not in ("E001", "E003", "E040"):
+            raise
+        first = exc.diagnostics[0]
+        raise error(first.code, f"`extends` target {shown} is not a valid spec file: {first.message}",
+                    base_of, first.hint) from None
     if not isinstance(tree, Map):
         # Never echo the content: this may be any file a hostile spec pointed at.
         raise error("E001", f"not a spec: {shown} holds a YAML {'list' if isinstance(tree, Seq) else 'scalar'}, "
-                    "not a mapping", Span(shown), "a spec is a mapping that starts with `specc: 1`")
-    if "specc" not in tree:
-        raise error("E001", f"not a spec: {shown} has no `specc:` key", Span(shown),
+                    "not a mapping", base_of or Span(shown), "a spec is a mapping that starts with `specc: 1`")
+    if "specc" not in tree and base_of is not None:
+        raise error("E001", f"`extends` target {shown} is not a spec: it has no `specc:` key", base_of,
                     "a spec starts with `specc: 1`")
     return tree
 
 
-def load_with_extends(path: str, limits: Limits, root: str | None = None, chain: tuple = ()) -> Map:
+def load_with_extends(path: str, limits: Limits, root: str | None = None, chain: tuple = (),
+                      base_of: Span | None = None) -> Map:
     """The spec at `path` with its `extends` chain merged in (base first, this file on top)."""
     real = os.path.realpath(path)
     root = root if root is not None else os.path.dirname(real)
-    tree = load_document(path, limits)
+    tree = load_document(path, limits, base_of=base_of)
     base_node = tree.get("extends")
     if base_node is None:
         return _without(tree, "extends")
@@ -70,7 +80,9 @@ def load_with_extends(path: str, limits: Limits, root: str | None = None, chain:
     if not os.path.exists(base_path):
         raise error("E040", f"`extends` file not found: {short(base_node.value, 80)}", span,
                     "the path is relative to this spec's directory")
-    base = load_with_extends(base_path, limits, root, seen)
+    if not os.path.isfile(base_path) and not os.path.isdir(base_path) and os.path.exists(base_path):
+        raise error("E003", f"`extends` target {short(base_node.value, 80)} is not a regular file", span)
+    base = load_with_extends(base_path, limits, root, seen, span)
     return merge(base, _without(tree, "extends"))
 
 

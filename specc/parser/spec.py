@@ -7,7 +7,7 @@ body means something only once its parameters are known.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from specc.diagnostics import Diagnostics, Span, SpeccError, did_you_mean
 from specc.limits import Limits
@@ -40,6 +40,7 @@ class StepDecl:
     op: str
     attrs: dict
     span: Span
+    args: object = None  # the located arguments, so a diagnostic can point at the one at fault
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Spec:
     outputs: dict | None  # output name -> (layer name, span)
     training: dict | None
     build: dict
-    source_files: list = field(default_factory=list)
+    tree: Map = None  # the evaluated located tree, for checks that need spans after the graph is built
 
     @property
     def seed(self) -> int:
@@ -110,11 +111,12 @@ def _parse_tree(tree: Map, path: str, diags: Diagnostics, limits: Limits) -> Spe
     training = _section(evaluated, "training", TRAINING, diags)
     build = _section(evaluated, "build", BUILD, diags) or BUILD.check(Scalar(None, tree.span), diags, "build")
     _check_paths(evaluated, path, diags, limits)
+    _check_build(evaluated, build, diags)
     return Spec(path=path, name=name or "", description=description or "", params=params, inputs=inputs,
                 preprocess=preprocess, augment=augment, blocks=blocks,
                 network=network.items if network is not None else (),
                 network_span=network.span if network is not None else tree.span,
-                outputs=outputs, training=training, build=build)
+                outputs=outputs, training=training, build=build, tree=evaluated)
 
 
 def _check_version(tree: Map, diags: Diagnostics) -> None:
@@ -195,7 +197,7 @@ def _parse_inputs(node, diags: Diagnostics) -> list:
     return inputs
 
 
-def _parse_steps(node, category: str, diags: Diagnostics) -> list:
+def _parse_steps(node, category: str, diags: Diagnostics, what: str | None = None) -> list:
     from specc.ops import STEPS
 
     if node is None:
@@ -218,12 +220,12 @@ def _parse_steps(node, category: str, diags: Diagnostics) -> list:
             continue
         op = known.get(name)
         if op is None:
-            diags.error("E020", f"unknown {category} step `{short(name)}`", span,
+            diags.error("E020", f"unknown {what or category + ' step'} `{short(name)}`", span,
                         did_you_mean(name, known) or "valid steps: " + ", ".join(known))
             continue
         attrs = op.args.check(args, diags, f"{category} step `{name}`")
         if attrs is not INVALID:
-            steps.append(StepDecl(name, attrs, span))
+            steps.append(StepDecl(name, attrs, span, args))
     return steps
 
 
@@ -288,6 +290,19 @@ def _parse_outputs(node, diags: Diagnostics):
         else:
             outputs[key] = (value.value, value.span)
     return outputs
+
+
+def _check_build(tree: Map, build, diags: Diagnostics) -> None:
+    node = tree.get("build")
+    if not isinstance(node, Map) or not build:
+        return
+    batch = build.get("batch")
+    if isinstance(batch, dict) and not batch["min"] <= batch["opt"] <= batch["max"]:
+        diags.error("E013", f"`build.batch` needs min <= opt <= max, got min {batch['min']}, opt {batch['opt']}, "
+                    f"max {batch['max']}", node.get("batch").span, "e.g. {min: 1, opt: 8, max: 64}")
+    tta = node.get("tta")
+    if isinstance(tta, Map) and isinstance(tta.get("transforms"), Seq):
+        _parse_steps(tta.get("transforms"), "augment", diags, what="`build.tta` transform")
 
 
 # Keys whose values are file paths: checked (never opened) so that CI mode confines them to the spec's tree.

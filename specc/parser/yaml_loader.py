@@ -148,6 +148,27 @@ def _convert(node, path: str):
     return Map(entries, span)
 
 
+def _yaml_error(exc, path: str):
+    """A located E001 from PyYAML's error, pointing where the mistake is rather than where PyYAML gave up."""
+    problem = exc.problem or exc.context or "invalid YAML"
+    context = exc.context or ""
+    mark = exc.problem_mark or exc.context_mark
+    hint = None
+    opened = exc.context_mark is not None and ("flow" in context or "quoted scalar" in context)
+    if opened and exc.problem_mark is not None and exc.problem_mark.line != exc.context_mark.line:
+        # An unclosed bracket or quote: the mistake is where it opened, not at the end of the file.
+        what = "quoted string" if "quoted" in context else "bracket"
+        where = exc.problem_mark.line + 1
+        return error("E001", f"YAML syntax error: this {what} is never closed ({problem} at line {where})",
+                     _span(path, exc.context_mark), "close it on the line where it belongs")
+    if "'\\t'" in problem or "\t" in problem:
+        hint = "YAML is indented with spaces, not tabs"
+    elif "block end" in problem or "mapping values are not allowed" in problem or "expected <block" in problem:
+        hint = "check the indentation: keys of one mapping (and items of one list) must line up"
+    suffix = f" ({context})" if context and exc.problem else ""
+    return error("E001", f"YAML syntax error: {problem}{suffix}", _span(path, mark) if mark else Span(path), hint)
+
+
 def load_yaml_text(text: str, path: str, limits: Limits):
     """Parse one YAML document into a located tree, or raise SpeccError."""
     if "\x00" in text:
@@ -156,11 +177,7 @@ def load_yaml_text(text: str, path: str, limits: Limits):
         _check_events(text, path, limits)
         root = yaml.compose(text, Loader=_NoImplicitLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        span = _span(path, mark) if mark else Span(path)
-        problem = exc.problem or exc.context or "invalid YAML"
-        context = f" ({exc.context})" if exc.context and exc.problem else ""
-        raise error("E001", f"YAML syntax error: {problem}{context}", span) from None
+        raise _yaml_error(exc, path) from None
     except yaml.YAMLError as exc:  # e.g. a reader error for a control character
         raise error("E001", f"YAML syntax error: {str(exc).splitlines()[0][:120]}", Span(path)) from None
     except RecursionError:  # defence in depth: the depth check should make this unreachable
@@ -198,5 +215,8 @@ def read_spec_text(path, limits: Limits, shown: str) -> str:
         raise error("E003", f"spec file is larger than {limits.max_file_bytes:,} bytes", Span(shown))
     try:
         return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise error("E003", "not a spec: the file is not UTF-8 text", Span(shown)) from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise error("E003", "not a spec: the file is not UTF-8 text (an invalid byte here)",
+                    Span(shown, line, column), "save the file as UTF-8") from None

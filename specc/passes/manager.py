@@ -29,6 +29,7 @@ class Pass:
 
 
 STANDARD_PIPELINE: tuple = ()
+KNOWN_PASSES: frozenset = frozenset(p.name for p in STANDARD_PIPELINE)
 
 
 @dataclass
