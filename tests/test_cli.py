@@ -213,7 +213,7 @@ def test_unknown_pass_is_a_warning_not_an_error(tmp_path, capsys):
                     "build: {passes: [-fold_constants]}\n")
     assert main(["validate", str(spec)]) == 0
     out = capsys.readouterr().out
-    assert f"{spec}:5:19: warning[W001]: pass `fold_constants` is not in this version's pipeline" in out
+    assert f"{spec}:5:18: warning[W001]: pass `fold_constants` is not in this version's pipeline" in out
     assert out.rstrip().endswith(f"{spec}: ok")
 
 
