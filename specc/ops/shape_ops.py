@@ -189,7 +189,9 @@ class Concat(OpDef):
                 if i != axis and a != b:
                     raise ShapeError("`concat` inputs must match on every axis but the joined one: "
                                      + " vs ".join(shape_str(t.shape) for t in inputs)
-                                     + f" differ at axis {i}", f"joining along axis {axis}")
+                                     + f" differ at axis {i}",
+                                     f"they are joined along axis {axis}; pool, crop or reshape one input so that "
+                                     "every other axis matches")
         joined = [t.shape[axis] for t in inputs]
         if all(is_static(d) for d in joined):
             total = sum(joined)

@@ -263,7 +263,8 @@ class _Evaluator:
         try:
             result = _BINARY[op](a, b)  # `+ - *` grow at most to twice the bit limit before _check
         except ZeroDivisionError:  # also 0 ** -1 and 0.0 ** -1
-            raise ExprError("E032", "division by zero", offset) from None
+            raise ExprError("E032", "division by zero", offset,
+                            "the right-hand side of this operator evaluates to 0") from None
         except OverflowError:  # float ** float, or an int too large to convert to float
             raise ExprError("E032", "result too large", offset) from None
         return _check(result, offset, self.limits)

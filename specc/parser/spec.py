@@ -24,6 +24,12 @@ TOP_LEVEL = {
     "training": False, "build": False,
 }
 META_KEYS = ("name", "from", "repeat")
+REQUIRED_HINTS = {
+    "specc": "a spec starts with `specc: 1`",
+    "name": "add `name: my_model` (lowercase letters, digits, `_.-`)",
+    "inputs": "add e.g. `inputs: {image: {shape: [1, 28, 28]}}`",
+    "network": "add `network:` with a list of layers, e.g. `- dense: 10`",
+}
 
 
 @dataclass
@@ -89,7 +95,7 @@ def _parse_tree(tree: Map, path: str, diags: Diagnostics, limits: Limits) -> Spe
                         did_you_mean(key, TOP_LEVEL) or "valid keys: " + ", ".join(TOP_LEVEL))
     for key, required in TOP_LEVEL.items():
         if required and key not in tree:
-            diags.error("E011", f"missing required top-level key `{key}`", tree.span)
+            diags.error("E011", f"missing required top-level key `{key}`", tree.span, REQUIRED_HINTS[key])
     _check_version(tree, diags)
 
     params = _evaluate_params(tree.get("params"), diags, limits)
