@@ -38,12 +38,12 @@ class Diagnostic:
         return text
 
     def format_github(self) -> str:
-        # GitHub workflow commands: newlines and % must be escaped in the message.
+        # Workflow commands: a hostile file name or message must not start a command of its own,
+        # so data and property values are escaped as GitHub's toolkit does.
         message = f"[{self.code}] {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
-        message = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
         return (
-            f"::{self.severity} file={self.span.path},line={self.span.line},"
-            f"col={self.span.column},title=specc {self.code}::{message}"
+            f"::{self.severity} file={_github_property(self.span.path)},line={self.span.line},"
+            f"col={self.span.column},title=specc {self.code}::{_github_data(message)}"
         )
 
     def as_dict(self) -> dict:
@@ -59,6 +59,14 @@ class Diagnostic:
 
     def shifted(self, **changes) -> "Diagnostic":
         return replace(self, **changes)
+
+
+def _github_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _github_property(text: str) -> str:
+    return _github_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 class SpeccError(Exception):

@@ -208,7 +208,8 @@ def read_spec_text(path, limits: Limits, shown: str) -> str:
                     Span(shown), "pass --trusted to lift the limit for a spec you trust")
     try:
         with open(path, "rb") as handle:
-            data = handle.read(limits.max_file_bytes + 1)
+            # Never ask for more than the file holds: read(n) allocates n bytes up front.
+            data = handle.read(min(limits.max_file_bytes, info.st_size) + 1)
     except OSError as exc:
         raise error("E040", f"cannot read {shown}: {exc.strerror}", Span(shown)) from None
     if len(data) > limits.max_file_bytes:
