@@ -69,64 +69,79 @@ ENV_CANARY = "envcanary-SECRET-7f3a"  # set in the child's environment; /proc/se
 _SLOW_PARSER = ("pure-Python PyYAML: validate spends {t} parsing a {what} that is within max_file_bytes "
                 "(1 MiB); the 2 s bound needs libyaml's CParser for events/compose, or a lower max_file_bytes "
                 "(PyYAML parses ~0.1-0.25 MiB/s here)")
-_TARGET_LOCATION = ("a diagnostic about the `extends` target is located at the target file's 1:1 "
-                    "({where}), not at the `extends:` line of the spec that names it")
 _ECHO = ("content of a file that is not a spec is echoed: PyYAML's {what} quotes the token "
          "(`hunter2...`) before specc knows the file has no `specc:` key")
 _SURROGATE = ("a lone surrogate (YAML escape \"\\ud800\") in a value quoted by a diagnostic makes printing "
               "raise UnicodeEncodeError: `internal error`, exit 3 (--format json is fine)")
 
-# Problems found by this corpus. Each entry makes the case's checks strict xfails (and it gets no
-# golden file) until specc is fixed; then remove the entry and run tests/hostile/update_golden.py.
+# Problems found by this corpus. Each entry names the checks it breaks - "safe" (test_safe: time,
+# exit code, crash, echo, control characters), "diagnostic" (test_diagnostic: code, line, message) and
+# "json" (test_json_format) - which are strict xfails until specc is fixed; a case with an entry gets no
+# golden file (a wrong output is never blessed). When one is fixed, its strict xfail fails as XPASS:
+# remove the entry and run tests/hostile/update_golden.py NAME.
+SAFE, DIAG, JSON = "safe", "diagnostic", "json"
+EVERY = frozenset({SAFE, DIAG, JSON})
 KNOWN_PROBLEMS = {
-    "billion_laughs": "E003 is reported at the document root (line 4), not at `lol5` (line 19), the first "
-                      "node whose expansion is over max_yaml_nodes",
-    "repeat_billion": "docs/diagnostics.md gives E090 for `repeat` too large; specc reports E013 (a range "
-                      "error) and its hint does not say the limit can be lifted with --trusted",
-    "layers_repeat_product": "takes ~5-7 s: E090 is raised only after 100,000 layers were built one by one "
-                             "(shape inference for each); the layer count of blocks x repeats is not computed "
-                             "before expanding. It is also reported at b1's `- relu` (line 13), not at a "
-                             "repeated use",
-    "block_depth": "a non-recursive chain of 40 blocks (over max_block_depth 32) is reported as E051 "
-                   "`block b33 uses itself` with the hint `blocks cannot be recursive`",
-    "expr_string_cascade": "a param whose value failed (`t`, string too long) is reported again where used: "
-                           "E031 `unknown name t` at line 9",
-    "non_utf8": "E003 at 1:1 instead of line 9, which holds the non-UTF-8 byte (UnicodeDecodeError.start "
-                "gives the offset)",
-    "control_character": "E001 at 1:1 instead of line 9, which holds the control character (PyYAML's "
-                         "ReaderError carries the position)",
-    "surrogate_in_name": _SURROGATE,
-    "surrogate_in_op": _SURROGATE,
-    "extends_surrogate_path": "`extends: \"\\ud800.yaml\"` raises UnicodeEncodeError in os.stat: "
-                              "`internal error`, exit 3",
-    "terminal_escape": "diagnostics quote values raw: ESC and BEL from a spec reach the terminal "
-                       "(`\\e[2J` clears it, `\\e]0;...\\a` sets its title)",
-    "extends_etc_passwd": _TARGET_LOCATION.format(where="/etc/passwd:1:1"),
-    "extends_dev_zero": _TARGET_LOCATION.format(where="/dev/zero:1:1"),
-    "extends_dev_urandom": _TARGET_LOCATION.format(where="/dev/urandom:1:1"),
-    "extends_dev_stdin": _TARGET_LOCATION.format(where="/dev/stdin:1:1"),
-    "extends_proc_environ": _TARGET_LOCATION.format(where="/proc/self/environ:1:1"),
-    "extends_fifo": _TARGET_LOCATION.format(where="pipe.yaml:1:1"),
-    "extends_directory": _TARGET_LOCATION.format(where="the directory's 1:1"),
-    "extends_secret": _TARGET_LOCATION.format(where="secret.yaml:1:1"),
-    "extends_binary": _TARGET_LOCATION.format(where="blob.bin:1:1"),
-    "extends_non_utf8": _TARGET_LOCATION.format(where="latin1.txt:1:1"),
-    "extends_huge_file": _TARGET_LOCATION.format(where="huge.yaml:1:1"),
-    "extends_symlink_loop": "a symlink loop is reported as `extends file not found` (os.path.exists is False "
-                            "for a loop); `validate loop_a.yaml` itself says `Too many levels of symbolic links`",
-    "extends_secret_alias": _ECHO.format(what="`found undefined alias 'hunter2SECRET'`"),
-    "extends_secret_anchor": _ECHO.format(what="`found duplicate anchor 'hunter2SECRET'`"),
-    "extends_secret_dupkey": "content of a file that is not a spec is echoed: E004 `duplicate key "
-                             "hunter2-SECRET` is raised while converting, before the `specc:` check",
-    "extends_secret_tag": "content of a file that is not a spec is echoed: E002 `YAML tag !hunter2-SECRET is "
-                          "not allowed` is raised before the `specc:` check",
-    "gen_near_limit_file": _SLOW_PARSER.format(t="~4 s (events) + ~3 s (compose) + ~5 s (100,000 layers)",
-                                               what="1 MiB list of `- relu` layers"),
-    "gen_many_nodes": _SLOW_PARSER.format(t="~10 s (events) + ~20 s (compose)",
-                                          what="500 KiB flow list of 250,000 scalars") +
-                      "; max_yaml_nodes is only checked after composing, reported at 1:1, and the message "
-                      "says `YAML aliases expand to ...` for a file without any alias",
+    "billion_laughs": ({DIAG, JSON}, "E003 is reported at the document root (line 5, `specc: 1`), not at `lol5` "
+                       "(line 16), the first node whose expansion is over max_yaml_nodes"),
+    "layers_repeat_product": ({SAFE, DIAG, JSON}, "~4 s: E090 is raised only after 100,000 layers were built "
+                              "one by one (argument checks and shape inference for each); the layer count of "
+                              "blocks x repeats is not computed before expanding. It is reported at b1's "
+                              "`- dense` (line 15), not at a repeated use"),
+    "layers_repeat_sum": ({SAFE}, "~4.5 s: 100,000 conv layers (the max_layers default) are built before E090; "
+                          "at ~40 us per layer the default limit itself is over the 2 s bound"),
+    "expr_amplified_by_repeat": ({SAFE}, "~3 s for 4,000 uses (minutes for 10 x `repeat: 10000`): a block's "
+                                 "expressions are tokenized, parsed and evaluated again at every use (no cache, "
+                                 "no budget on the total expression work of a spec)"),
+    "gen_many_errors": ({SAFE}, "~4.5 s and ~450 KB of output for 5,000 mistyped layers (75 s for 20,000): "
+                        "Diagnostics.add de-duplicates with a linear scan (`diagnostic not in self.items`), "
+                        "quadratic in the number of diagnostics; nor is the number printed capped"),
+    "block_depth": ({DIAG}, "a non-recursive chain of 40 blocks (over max_block_depth 32) is reported as "
+                    "E051 `block b33 uses itself` with the hint `blocks cannot be recursive`"),
+    "expr_string_cascade": ({DIAG}, "a param whose value failed (`t`, string too long) is reported again where "
+                            "used: E031 `unknown name t` at line 10"),
+    "control_character": ({DIAG, JSON}, "E001 at 1:1 instead of line 9, which holds the control character "
+                          "(PyYAML's ReaderError carries the position)"),
+    "unsafe_tag_key": ({DIAG, JSON}, "a tag on a mapping key is never checked (`? !!python/name:os.system` gives "
+                       "E010 `unknown top-level key ``` with an empty name, not E002); in an open mapping it "
+                       "would be accepted silently"),
+    "surrogate_in_name": ({SAFE, DIAG}, _SURROGATE),
+    "surrogate_in_op": ({SAFE, DIAG}, _SURROGATE),
+    "extends_surrogate_path": (EVERY, "`extends: \"\\ud800.yaml\"` raises UnicodeEncodeError in os.stat: "
+                               "`internal error`, exit 3, in every format"),
+    "terminal_escape": ({SAFE}, "diagnostics quote values raw: ESC and BEL from a spec reach the terminal "
+                        "(`\\e[2J` clears it, `\\e]0;...\\a` sets its title)"),
+    "extends_symlink_loop": ({DIAG}, "a symlink loop is reported as `extends file not found` "
+                             "(os.path.exists is False for a loop); `validate loop_a.yaml` itself says "
+                             "`Too many levels of symbolic links`"),
+    "extends_secret_alias": (EVERY, _ECHO.format(what="`found undefined alias 'hunter2SECRET'`")),
+    "extends_secret_anchor": (EVERY, _ECHO.format(what="`found duplicate anchor 'hunter2SECRET'`")),
+    "extends_secret_dupkey": (EVERY, "content of a file that is not a spec is echoed: E004 `duplicate key "
+                              "hunter2-SECRET` at secret.yaml:2 is raised while converting, before the "
+                              "`specc:` check"),
+    "extends_secret_tag": (EVERY, "content of a file that is not a spec is echoed: E002 `YAML tag "
+                           "!hunter2-SECRET is not allowed` at secret.yaml:1 is raised before the `specc:` check"),
+    "gen_did_you_mean_from": ({SAFE}, "~8 s for a 33 KB spec (minutes for 3,000 x 3,000): every unknown `from` "
+                              "name runs difflib.get_close_matches over every visible layer name, so hints cost "
+                              "(mistakes x layers) SequenceMatcher ratios; nothing caps either"),
+    "gen_did_you_mean_blocks": ({SAFE}, "~5 s for a 45 KB spec (22 s for 2,000 x 2,000): every unknown op runs "
+                                "difflib over the op registry plus every block name"),
+    "gen_validate_dir_symlink_out_ci": (EVERY, "`validate DIR --ci` follows a *.yaml symlink out of the tree "
+                                        "(confinement covers `extends`, not the files walked) and parses a file "
+                                        "without `specc:` as a spec: E013 quotes its `name` value "
+                                        "(`Hunter2-SECRET-name`) and E010 its keys (`oauth_token`)"),
+    "gen_near_limit_file": ({SAFE}, _SLOW_PARSER.format(t="~4 s (events) + ~3 s (compose) + ~3 s (layers)",
+                                                        what="1 MiB list of `- relu` layers")),
+    "gen_many_nodes": (EVERY, _SLOW_PARSER.format(t="~10 s (events) + ~20 s (compose)",
+                                                  what="500 KiB flow list of 250,000 scalars") +
+                       "; max_yaml_nodes is only checked after composing, reported at 1:1, and the message "
+                       "says `YAML aliases expand to ...` for a file without any alias"),
 }
+# Known to take longer than the bound: killed after this many seconds instead of at the bound, so that
+# their diagnostics can still be checked (test_safe fails on the time they took).
+SLOW = {"layers_repeat_product": 30.0, "layers_repeat_sum": 30.0, "expr_amplified_by_repeat": 30.0,
+        "gen_many_errors": 30.0, "gen_near_limit_file": 30.0, "gen_did_you_mean_from": 30.0,
+        "gen_did_you_mean_blocks": 30.0}
 
 
 # ---------------------------------------------------------------- cases
@@ -265,6 +280,22 @@ def _gen_many_nodes(d: Path) -> None:     # 250,000 scalars, no alias, ~500 KiB
     _write(d, "gen_many_nodes.yaml", SKELETON.format(name="many") + "description: [" + "1," * 249_999 + "1]\n")
 
 
+def _gen_many_errors(d: Path) -> None:   # 5,000 layers with a typo each (65 KB)
+    _write(d, "gen_many_errors.yaml", "specc: 1\nname: typos\ninputs:\n  x: {shape: [4]}\nnetwork:\n"
+           + "  - desne: 1\n" * 5000)
+
+
+def _gen_hint_from(d: Path) -> None:     # 800 layers, then 800 whose `from` names none of them (33 KB)
+    _write(d, "gen_did_you_mean_from.yaml", "specc: 1\nname: hints\ninputs:\n  x: {shape: [4]}\nnetwork:\n"
+           + "  - relu\n" * 800 + "".join(f"  - relu: {{}}\n    from: relu_{i}x\n" for i in range(800)))
+
+
+def _gen_hint_blocks(d: Path) -> None:   # 1,000 blocks, then 1,000 uses of misspelled block names (45 KB)
+    _write(d, "gen_did_you_mean_blocks.yaml", "specc: 1\nname: hints\ninputs:\n  x: {shape: [4]}\nblocks:\n"
+           + "".join(f"  blk{i}:\n    network: [relu]\n" for i in range(1000)) + "network:\n"
+           + "".join(f"  - blk{i}x: {{}}\n" for i in range(1000)))
+
+
 def _gen_extends_chain(d: Path) -> None:  # c0 -> c1 -> ... -> c40 (max_extends_depth 16)
     for i in range(40):
         _write(d, f"c{i}.yaml", f"specc: 1\nname: c{i}\nextends: c{i + 1}.yaml\n")
@@ -272,10 +303,9 @@ def _gen_extends_chain(d: Path) -> None:  # c0 -> c1 -> ... -> c40 (max_extends_
     shutil.copy(d / "c0.yaml", d / "gen_extends_chain_40.yaml")
 
 
-def _gen_extends_cycle_long(d: Path) -> None:  # a -> b -> c -> a, all valid specs otherwise
-    for me, base in (("cyc_a", "cyc_b"), ("cyc_b", "cyc_c"), ("cyc_c", "cyc_a")):
-        _write(d, f"{me}.yaml", SKELETON.format(name=me) + f"extends: {base}.yaml\n")
-    shutil.copy(d / "cyc_a.yaml", d / "gen_extends_cycle_3.yaml")
+def _gen_extends_cycle_long(d: Path) -> None:  # entry -> b -> c -> entry, all valid specs otherwise
+    for me, base in (("gen_extends_cycle_3", "cyc_b"), ("cyc_b", "cyc_c"), ("cyc_c", "gen_extends_cycle_3")):
+        _write(d, f"{me}.yaml", SKELETON.format(name="cyc") + f"extends: {base}.yaml\n")
 
 
 def _gen_symlink_loop(d: Path) -> None:
@@ -299,6 +329,12 @@ def _gen_directory_of_traps(d: Path) -> None:  # `validate DIR` walking a FIFO, 
     _write(trap, "valid.yaml", SKELETON.format(name="valid"))
 
 
+def _gen_dir_symlink_out(d: Path) -> None:  # a *.yaml in the tree that is a symlink to a config file outside it
+    _write(d.parent / "outside", "hosts.yml", "name: Hunter2-SECRET-name\noauth_token: hunter2-SECRET-token\n")
+    (d / "specs").mkdir()
+    os.symlink("../../outside/hosts.yml", d / "specs" / "token.yaml")
+
+
 GENERATED = [
     Case("gen_huge_file", codes=("E003",), lines=(1,), message="bytes", make=_gen_huge_file, generated=True),
     Case("gen_deep_flow_100k", codes=("E003",), lines=(7,), message="64", make=_gen_deep_flow, generated=True),
@@ -310,6 +346,11 @@ GENERATED = [
          generated=True),
     Case("gen_near_limit_file", make=_gen_near_limit_file, generated=True),
     Case("gen_many_nodes", codes=("E003",), lines=(7,), message="nodes", make=_gen_many_nodes, generated=True),
+    Case("gen_many_errors", codes=("E020",), lines=(6,), message="desne", make=_gen_many_errors, generated=True),
+    Case("gen_did_you_mean_from", codes=("E023",), lines=(807,), message="relu_0x", make=_gen_hint_from,
+         generated=True),
+    Case("gen_did_you_mean_blocks", codes=("E020",), lines=(2007,), message="blk0x", make=_gen_hint_blocks,
+         generated=True),
     Case("gen_extends_chain_40", codes=("E042",), lines=(3,), path="c16.yaml", message="16",
          make=_gen_extends_chain, generated=True),
     Case("gen_extends_cycle_3", codes=("E041",), lines=(7,), path="cyc_c.yaml", message="cycle",
@@ -325,6 +366,11 @@ GENERATED = [
          generated=True),
     Case("gen_validate_etc_passwd", codes=("E001",), lines=(1,), path="/etc/passwd", message="not a spec",
          command=["validate", "/etc/passwd"], forbid=["root:"], generated=True),
+    Case("gen_validate_secret_mapping", codes=("E001", "E011"), lines=(1,), path="secret.yaml", message="specc",
+         make=lambda d: _write(d, "secret.yaml", "password: hunter2-SECRET\napi_token: hunter2-TOKEN\n"),
+         command=["validate", "secret.yaml"], forbid=["hunter2"], generated=True),
+    Case("gen_validate_dir_symlink_out_ci", codes=("E001", "E040"), lines=(1,), path="specs/token.yaml",
+         make=_gen_dir_symlink_out, command=["validate", "specs", "--ci"], forbid=["unter2"], generated=True),
     Case("gen_validate_directory_of_traps", codes=("E003",), lines=(1,), path="traps/a_pipe.yaml",
          make=_gen_directory_of_traps, command=["validate", "traps", "--ci"], forbid=["root:"], generated=True),
 ]
@@ -358,19 +404,22 @@ def _limit_resources() -> None:  # preexec_fn: runs in the child before exec
 
 
 def child_env(extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("CI", "SPECC_TRUSTED", "SPECC_DEBUG", "PYTHONPATH", "GITHUB_ACTIONS")}
+    # The canary first: /proc/self/environ then starts the same way wherever the tests run.
+    env = {"SPECC_TEST_CANARY": ENV_CANARY}
+    env.update((k, v) for k, v in os.environ.items()
+               if k not in ("CI", "SPECC_TRUSTED", "SPECC_DEBUG", "PYTHONPATH", "GITHUB_ACTIONS"))
     env.update(PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8",
-               SPECC_TEST_CANARY=ENV_CANARY, HOME="/nonexistent-home")
+               HOME="/nonexistent-home")
     env.update(extra or {})
     return env
 
 
 def run_specc(argv: list, cwd: Path, env: dict | None = None, stdin: bytes | None = None,
-              timeout: float = VALIDATE_SECONDS) -> tuple[int | None, str, str, float]:
-    """`python -m specc ARGV` (through the audit hook) with the time and memory limits."""
+              timeout: float = VALIDATE_SECONDS, audit: bool = True) -> tuple[int | None, str, str, float]:
+    """`python -m specc ARGV` (through the audit hook unless `audit` is false) with the time and memory limits."""
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, str(AUDIT_RUN), *argv], cwd=cwd, env=child_env(env),
+    launcher = [str(AUDIT_RUN)] if audit else ["-m", "specc"]
+    proc = subprocess.Popen([sys.executable, *launcher, *argv], cwd=cwd, env=child_env(env),
                             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_limit_resources)
     try:
@@ -415,7 +464,8 @@ def prepare(case: Case, base: Path) -> Path:
 
 def run_case(case: Case, base: Path) -> Result:
     tree = prepare(case, base)
-    rc, out, err, seconds = run_specc(case.argv, tree, case.env, case.stdin, case.seconds)
+    kill = SLOW.get(case.name, case.seconds)
+    rc, out, err, seconds = run_specc(case.argv, tree, case.env, case.stdin, kill)
     created = [str(p) for name in case.canaries for p in base.rglob(name)]
     return Result(rc, out, err, seconds, tree, created)
 
@@ -464,9 +514,14 @@ def normalize(result: Result, base: Path | None = None) -> str:
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x9b]")
 
 
-def known(names):
-    return [pytest.param(c, id=c.name, marks=pytest.mark.xfail(reason=KNOWN_PROBLEMS[c.name], strict=True))
-            if c.name in KNOWN_PROBLEMS else pytest.param(c, id=c.name) for c in names]
+def known(cases, aspect: str):
+    """Parameters for `cases`, strict xfail where KNOWN_PROBLEMS says this aspect is broken."""
+    params = []
+    for c in cases:
+        aspects, reason = KNOWN_PROBLEMS.get(c.name, ((), ""))
+        marks = [pytest.mark.xfail(reason=reason, strict=True)] if aspect in aspects else []
+        params.append(pytest.param(c, id=c.name, marks=marks))
+    return params
 
 
 # ---------------------------------------------------------------- the corpus itself
@@ -494,7 +549,7 @@ def test_corpus_is_complete():
 
 # ---------------------------------------------------------------- per case
 
-@pytest.mark.parametrize("case", known(CASES))
+@pytest.mark.parametrize("case", known(CASES, SAFE))
 def test_safe(case, results):
     """Bounded time and memory, the right exit code, no crash, no echo, no code execution."""
     r = results(case)
@@ -516,7 +571,7 @@ def test_safe(case, results):
         assert not CONTROL.search(r.output), f"{case.name}: raw control characters in {r.output!r}"
 
 
-@pytest.mark.parametrize("case", known([c for c in CASES if c.name not in _ANY_OUTCOME]))
+@pytest.mark.parametrize("case", known([c for c in CASES if c.name not in _ANY_OUTCOME], DIAG))
 def test_diagnostic(case, results):
     """The expected code at the offending line (in the right file), with a clear message."""
     r = results(case)
@@ -547,17 +602,20 @@ def test_diagnostic(case, results):
 def test_golden(case, results):
     """The whole output, as reviewed by eye (tests/hostile/update_golden.py writes it)."""
     if case.name in KNOWN_PROBLEMS:
-        pytest.skip(f"output known wrong, not blessed: {KNOWN_PROBLEMS[case.name]}")
+        pytest.skip(f"known problem, output not blessed: {KNOWN_PROBLEMS[case.name][1]}")
     golden = CORPUS / f"{case.name}.expected"
     assert golden.exists(), f"no {golden.name}: run python tests/hostile/update_golden.py {case.name}, review it"
     assert normalize(results(case)) == golden.read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("case", known([c for c in COMMITTED if not c.ok]))
+@pytest.mark.parametrize("case", known([c for c in CASES if not c.ok and c.name not in _ANY_OUTCOME
+                                         and c.name not in SLOW], JSON))
 def test_json_format(case, tmp_path):
-    """`--format json` (what CI reads): valid JSON, same code and line, exit 1, within the bound."""
+    """`--format json` (what CI reads): valid JSON, same code and line, exit 1, within the bound.
+    (The known-slow cases are left out: their diagnostics are checked in text form, and JSON adds nothing.)"""
     tree = prepare(case, tmp_path)
-    rc, out, err, seconds = run_specc(case.argv + ["--format", "json"], tree, case.env, case.stdin, case.seconds)
+    kill = SLOW.get(case.name, case.seconds)
+    rc, out, err, seconds = run_specc(case.argv + ["--format", "json"], tree, case.env, case.stdin, kill)
     assert rc == 1, out + err
     assert "internal error" not in err and "Traceback" not in err, err
     diags = json.loads(out)
@@ -605,7 +663,7 @@ def _has_module(name: str) -> bool:
 def test_build_refuses_over_budget_before_allocating(tmp_path):
     (tmp_path / "huge.yaml").write_bytes(BY_NAME["huge_dense_1e13"].data)
     rc, out, err, seconds = run_specc(["build", "huge.yaml", "-o", "out", "--memory-budget", "1G"], tmp_path,
-                                      timeout=10)
+                                      timeout=10, audit=False)  # build loads torch/onnx (ctypes)
     assert rc == 1, out + err
     assert "E091" in out + err and "internal error" not in out + err and "MemoryError" not in out + err
     assert not (tmp_path / "out" / "model.onnx").exists()
@@ -616,9 +674,10 @@ def test_predict_refuses_over_budget_before_allocating(tmp_path):
     import numpy as np
 
     (tmp_path / "huge.yaml").write_bytes(BY_NAME["huge_dense_1e13"].data)
-    np.save(tmp_path / "x.npy", np.zeros((1, 4), np.float32))
+    np.save(tmp_path / "x.npy", np.zeros((1, 10**6), np.float32))  # the right input, 4 MB
     rc, out, err, seconds = run_specc(["predict", "huge.yaml", "--input", "x.npy", "--backend", "torch",
-                                       "--memory-budget", "1G"], tmp_path, timeout=30)
+                                       "--memory-budget", "1G"], tmp_path, timeout=30,
+                                      audit=False)
     assert rc == 1, out + err
     assert "E091" in out + err and "internal error" not in out + err and "MemoryError" not in out + err
 
@@ -649,14 +708,33 @@ def test_ci_env_is_ci_mode(tmp_path):
             assert "E040" in out + err and "--allow-outside" in out + err
 
 
+@pytest.mark.parametrize("how", ["--trusted", "SPECC_TRUSTED=1"])
+def test_trusted_validates_a_plain_spec(tmp_path, how):
+    _write(tmp_path, "spec.yaml", SKELETON.format(name="t"))
+    args, env = (["--trusted"], {}) if how == "--trusted" else ([], {"SPECC_TRUSTED": "1"})
+    rc, out, err, _ = run_specc(["validate", "spec.yaml", *args], tmp_path, env)
+    assert rc == 0, out + err
+
+
 def test_trusted_lifts_the_limits(tmp_path):
     """The documented override: --trusted accepts what the default limits refuse (a repeat of 20,000)."""
     text = SKELETON.format(name="t").replace("  - dense: 4\n", "  - relu: {}\n    repeat: 20000\n")
     _write(tmp_path, "spec.yaml", text)
     rc, out, err, _ = run_specc(["validate", "spec.yaml"], tmp_path)
-    assert rc == 1 and "repeat" in out + err
+    assert rc == 1 and "--trusted" in out + err, out + err
     rc, out, err, seconds = run_specc(["validate", "spec.yaml", "--trusted"], tmp_path, timeout=30)
     assert rc == 0, out + err
+
+
+def test_github_format_escapes_file_names(tmp_path):
+    """A pull request can add a spec whose *name* is hostile; `validate DIR --format github` must not obey it."""
+    tree = tmp_path / "specs"
+    tree.mkdir()
+    _write(tree, "x\n::warning file=pwn.yaml::INJECTED.yaml", "specc: 1\nname: a\n")   # invalid: no inputs
+    rc, out, err, _ = run_specc(["validate", "specs", "--format", "github"], tmp_path)
+    assert rc == 1 and "internal error" not in err, out + err
+    lines = out.splitlines()
+    assert lines and all(line.startswith("::error ") for line in lines), out
 
 
 # ---------------------------------------------------------------- property-based fuzzing (in process)
@@ -693,6 +771,18 @@ def fuzz_dir(tmp_path_factory):
     return d
 
 
+def _timed(fn, seconds: float):
+    """fn(), asserting it takes under `seconds`; a slow first call is timed again, so that a GC pause or a
+    busy machine is not reported as a slow input (a slow input is slow twice)."""
+    for attempt in (1, 2):
+        start = time.monotonic()
+        result = fn()
+        elapsed = time.monotonic() - start
+        if elapsed < seconds:
+            return result
+    raise AssertionError(f"took {elapsed:.2f} s twice (bound {seconds} s)")
+
+
 def _check_in_process(directory: Path, data: bytes) -> list:
     from specc.compiler import check_spec
     from specc.diagnostics import format_diagnostics
@@ -700,9 +790,7 @@ def _check_in_process(directory: Path, data: bytes) -> list:
 
     path = directory / "fuzz.yaml"
     path.write_bytes(data)
-    start = time.monotonic()
-    diags = check_spec(str(path), DEFAULT_LIMITS.strict())
-    assert time.monotonic() - start < VALIDATE_SECONDS
+    diags = _timed(lambda: check_spec(str(path), DEFAULT_LIMITS.strict()), VALIDATE_SECONDS)
     assert isinstance(diags, list)
     for d in diags:
         assert re.fullmatch(r"E0\d\d", d.code) and d.span.line >= 1 and d.span.column >= 1 and d.message, d
@@ -736,16 +824,19 @@ def test_fuzz_expressions(parts):
     from specc.parser.expr import ExprError, ExprLimits, substitute
 
     text = "".join(parts)
-    start = time.monotonic()
-    try:
-        value = substitute("${" + text + "}", {"a": 9, "s": "x" * 100}, ExprLimits())
-    except ExprError as exc:
-        assert exc.code in ("E030", "E031", "E032")
-    else:
+
+    def run():
+        try:
+            return substitute("${" + text + "}", {"a": 9, "s": "x" * 100}, ExprLimits())
+        except ExprError as exc:
+            assert exc.code in ("E030", "E031", "E032")
+            return None
+
+    value = _timed(run, 0.5)
+    if value is not None:
         assert isinstance(value, (int, float, str, bool))
         if isinstance(value, int) and not isinstance(value, bool):
             assert value.bit_length() <= 128
-    assert time.monotonic() - start < 0.5
 
 
 @FUZZ

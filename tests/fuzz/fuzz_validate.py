@@ -16,7 +16,7 @@ under test is the one SECURITY.md states for a hostile spec:
 * libFuzzer's own -timeout and -rss_limit_mb catch hangs and memory blowups.
 
 Not a pytest module (the name does not start with `test_`, and
-tests/fuzz/conftest.py ignores it anyway). See tests/fuzz/README.md.
+tests/conftest.py ignores tests/fuzz/ anyway). See tests/fuzz/README.md.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
             status = 1
             continue
         if name in t.KNOWN_PROBLEMS:
-            print(f"skip  {name}: known problem ({t.KNOWN_PROBLEMS[name][:90]}...)")
+            print(f"skip  {name}: known problem ({t.KNOWN_PROBLEMS[name][1][:90]}...)")
             continue
         with tempfile.TemporaryDirectory(prefix=f"hostile-{name}-") as base:
             result = t.run_case(case, Path(base))
