@@ -13,7 +13,8 @@ import os
 import sys
 
 from specc import __version__
-from specc.diagnostics import SpeccError, format_diagnostics
+from specc.diagnostics import Diagnostic, Span, SpeccError, format_diagnostics
+from specc.parser.extends import is_inside
 from specc.limits import DEFAULT_LIMITS, Limits
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -99,15 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def find_specs(paths: list[str]) -> list[str]:
+def find_specs(paths: list[str]) -> list[tuple[str, str | None]]:
+    """(spec file, the directory it was found in, or None when named directly)."""
     found = []
     for path in paths:
         if os.path.isdir(path):
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found += [os.path.join(root, f) for f in sorted(files) if f.endswith(SPEC_SUFFIXES)]
+                found += [(os.path.join(root, f), path) for f in sorted(files) if f.endswith(SPEC_SUFFIXES)]
         elif os.path.lexists(path):
-            found.append(path)
+            found.append((path, None))
         else:
             raise UsageError(f"no such file or directory: {path}")
     if not found:
@@ -122,8 +124,12 @@ def cmd_validate(args) -> int:
     all_diags = []
     invalid = 0
     specs = find_specs(args.paths)
-    for path in specs:
-        diags = check_spec(path, limits)
+    for path, walked in specs:
+        if walked is not None and not limits.allow_outside and not is_inside(path, walked):
+            diags = [Diagnostic("E040", f"{path} is a symbolic link to a file outside {walked}; not read in CI mode",
+                                Span(path), "pass --allow-outside if you trust where it leads")]
+        else:
+            diags = check_spec(path, limits)
         if not diags and args.memory_budget:
             diags = _memory_diagnostics(path, limits)
         all_diags += diags

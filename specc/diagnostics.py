@@ -23,6 +23,15 @@ class Span:
         return f"{self.path}:{self.line}:{self.column}"
 
 
+def printable(text: str) -> str:
+    """Text safe for a terminal and any encoding: control characters and lone surrogates from a
+    hostile spec are shown as escapes, never sent raw (no screen clearing, no encoding crash)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in text)
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     code: str
@@ -30,6 +39,13 @@ class Diagnostic:
     span: Span
     hint: str | None = None
     severity: str = "error"
+
+    def __post_init__(self):
+        object.__setattr__(self, "message", printable(self.message))
+        if self.hint is not None:
+            object.__setattr__(self, "hint", printable(self.hint))
+        if not self.span.path.isprintable():
+            object.__setattr__(self, "span", replace(self.span, path=printable(self.span.path)))
 
     def format_text(self) -> str:
         text = f"{self.span}: {self.severity}[{self.code}]: {self.message}"
@@ -83,15 +99,29 @@ def error(code: str, message: str, span: Span, hint: str | None = None) -> Specc
     return SpeccError(Diagnostic(code, message, span, hint))
 
 
+MAX_DIAGNOSTICS = 100  # per file: past this a hostile spec only makes the report unreadable
+
+
 @dataclass
 class Diagnostics:
     """A bag that collects diagnostics; duplicates (same span and text) are kept once."""
 
     items: list[Diagnostic] = field(default_factory=list)
+    seen: set = field(default_factory=set)
+    dropped: int = 0
 
     def add(self, diagnostic: Diagnostic) -> None:
-        if diagnostic not in self.items:
-            self.items.append(diagnostic)
+        if diagnostic in self.seen:
+            return
+        if len(self.items) >= MAX_DIAGNOSTICS:
+            self.dropped += 1
+            return
+        self.seen.add(diagnostic)
+        self.items.append(diagnostic)
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= MAX_DIAGNOSTICS
 
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         self.add(Diagnostic(code, message, span, hint))
@@ -109,7 +139,12 @@ class Diagnostics:
             raise SpeccError(self.sorted())
 
     def sorted(self) -> list[Diagnostic]:
-        return sorted(self.items, key=lambda d: (d.span.path, d.span.line, d.span.column))
+        items = sorted(self.items, key=lambda d: (d.span.path, d.span.line, d.span.column))
+        if self.dropped:
+            last = items[-1].span
+            items.append(Diagnostic("E000", f"{self.dropped:,} more problems not shown (the first "
+                                    f"{MAX_DIAGNOSTICS} are above)", last, "fix these and run again"))
+        return items
 
 
 def format_diagnostics(diagnostics: list[Diagnostic], fmt: str) -> str:
@@ -124,7 +159,11 @@ def did_you_mean(word: str, candidates, n: int = 1) -> str | None:
     """A 'did you mean' hint, or None when nothing is close."""
     import difflib
 
-    matches = difflib.get_close_matches(str(word), sorted(set(map(str, candidates))), n=n, cutoff=0.6)
+    word = str(word)[:100]
+    pool = set(map(str, candidates))
+    if len(pool) > 200:  # keep each hint cheap on specs with thousands of names: nearest lengths only
+        pool = sorted(pool, key=lambda c: (abs(len(c) - len(word)), c))[:200]
+    matches = difflib.get_close_matches(word, sorted(pool), n=n, cutoff=0.6)
     if not matches:
         return None
     return "did you mean " + " or ".join(f"`{m}`" for m in matches) + "?"

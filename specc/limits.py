@@ -24,7 +24,7 @@ class Limits:
     max_yaml_nodes: int = 200_000          # nodes after alias expansion (billion laughs)
     max_extends_depth: int = 16
     max_repeat: int = 10_000
-    max_layers: int = 100_000              # after expanding blocks and repeats
+    max_layers: int = 20_000               # after expanding blocks and repeats (ResNet-1001 has ~3,000)
     max_block_depth: int = 32              # blocks using blocks
     max_expr_length: int = 1000
     max_expr_depth: int = 64

@@ -255,10 +255,15 @@ class _Builder:
     # --- blocks ---------------------------------------------------------
     def use_block(self, layer: _Layer, full: str, inputs: list, params: dict, stack: tuple):
         block = self.spec.blocks[layer.op]
-        if layer.op in stack or len(stack) >= self.limits.max_block_depth:
+        if layer.op in stack:
             chain = " -> ".join(stack + (layer.op,))
             self.diags.error("E051", f"block `{layer.op}` uses itself: {chain}", layer.op_span,
                              "blocks cannot be recursive")
+            return POISON, {}
+        if len(stack) >= self.limits.max_block_depth:
+            self.diags.error("E090", f"blocks nested more than {self.limits.max_block_depth} deep "
+                             f"(`{stack[0]}` -> ... -> `{layer.op}`)", layer.op_span,
+                             "pass --trusted to lift the limit for a spec you trust")
             return POISON, {}
         if len(inputs) != 1:
             self.diags.error("E024", f"block `{layer.op}` takes one input, got {len(inputs)}", layer.op_span)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 
 from specc.diagnostics import Span, SpeccError, error
 from specc.limits import Limits
 from specc.parser.located import Entry, Map, Scalar, Seq, short
 from specc.parser.yaml_loader import load_yaml_text, read_spec_text
+
+
+_SPEC_MARKER = re.compile(r"^[ \t{]*[\"']?specc[\"']?[ \t]*:", re.MULTILINE)
 
 
 def display_path(path: str) -> str:
@@ -26,7 +30,7 @@ def is_inside(path: str, root: str) -> bool:
 
 def resolve_spec_path(value: str, referrer: str, span: Span, limits: Limits, root: str, what: str) -> str:
     """A path written in a spec: relative to the spec, and inside `root` unless allowed."""
-    if not value or "\x00" in value:
+    if not value or "\x00" in value or not value.isprintable():
         raise error("E040", f"{what} path is empty or malformed", span)
     path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(referrer)), os.path.expanduser(value)
                                          if not limits.ci else value))
@@ -41,7 +45,13 @@ def load_document(path: str, limits: Limits, shown: str | None = None, base_of: 
     that mean "this is not a spec" are reported at the `extends:` line, and nothing of the file is echoed."""
     shown = shown or display_path(path)
     try:
-        tree = load_yaml_text(read_spec_text(path, limits, shown), shown, limits)
+        text = read_spec_text(path, limits, shown)
+        if base_of is not None and not _SPEC_MARKER.search(text):
+            # Not even parsed: a file that does not say it is a spec could be anything (a secret),
+            # and a YAML error about it would quote it.
+            raise error("E001", f"`extends` target {shown} is not a spec: it has no top-level `specc:` key",
+                        base_of, "a spec starts with `specc: 1`")
+        tree = load_yaml_text(text, shown, limits)
     except SpeccError as exc:
         if base_of is None or exc.diagnostics[0].code not in ("E001", "E003", "E040"):
             raise

@@ -14,7 +14,7 @@ from specc.limits import Limits
 from specc.parser.extends import load_with_extends
 from specc.parser.located import Map, Scalar, Seq, kind_name, short
 from specc.parser.sections import BUILD, INPUT, NAME_PATTERN, TRAINING
-from specc.parser.substitute import is_failed, substitute_scalar, substitute_tree
+from specc.parser.substitute import FAILED_NAMES, is_failed, substitute_scalar, substitute_tree
 from specc.parser.types import INVALID, Str
 
 SUPPORTED_VERSIONS = (1,)
@@ -174,6 +174,8 @@ def _evaluate_params(node, diags: Diagnostics, limits: Limits) -> dict:
         result = substitute_scalar(value, scope, diags, limits)
         if result is not None:
             scope[key] = result.value
+        else:
+            scope.setdefault(FAILED_NAMES, set()).add(key)
     return scope
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from specc.diagnostics import Diagnostics, Span
 from specc.limits import Limits
 from specc.parser.expr import ExprError, ExprLimits, has_expression, substitute
@@ -13,10 +15,19 @@ def expr_limits(limits: Limits) -> ExprLimits:
                       max_int_bits=limits.max_int_bits, max_string_length=limits.max_string_length)
 
 
+FAILED_NAMES = " failed"  # scope key (not a name an expression can write) of params whose value failed
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def substitute_scalar(node: Scalar, scope: dict, diags: Diagnostics, limits: Limits) -> Scalar | None:
     """The scalar with its expressions evaluated, or None (after a diagnostic) when one fails."""
     if not (isinstance(node.value, str) and has_expression(node.value)):
         return node
+    failed = scope.get(FAILED_NAMES)
+    if failed:
+        if failed & set(_IDENTIFIER.findall(node.value)):
+            return None  # uses a param whose own error is already reported
+        scope = {k: v for k, v in scope.items() if k != FAILED_NAMES}
     try:
         return Scalar(substitute(node.value, scope, expr_limits(limits)), node.span, node.quoted)
     except ExprError as exc:
