@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Span:
-    """A place in a source file; line and column are 1-based."""
+class Span(NamedTuple):
+    """A place in a source file; line and column are 1-based. (A tuple: one is made per YAML node.)"""
 
     path: str
     line: int = 1
@@ -45,7 +45,7 @@ class Diagnostic:
         if self.hint is not None:
             object.__setattr__(self, "hint", printable(self.hint))
         if not self.span.path.isprintable():
-            object.__setattr__(self, "span", replace(self.span, path=printable(self.span.path)))
+            object.__setattr__(self, "span", self.span._replace(path=printable(self.span.path)))
 
     def format_text(self) -> str:
         text = f"{self.span}: {self.severity}[{self.code}]: {self.message}"
@@ -123,8 +123,12 @@ class Diagnostics:
     def full(self) -> bool:
         return len(self.items) >= MAX_DIAGNOSTICS
 
-    def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
-        self.add(Diagnostic(code, message, span, hint))
+    def error(self, code: str, message: str, span: Span, hint=None) -> None:
+        """`hint` may be a callable: it is only computed for a diagnostic that will be shown."""
+        if self.full:
+            self.dropped += 1
+            return
+        self.add(Diagnostic(code, message, span, hint() if callable(hint) else hint))
 
     def extend(self, diagnostics) -> None:
         for d in diagnostics:
@@ -160,10 +164,7 @@ def did_you_mean(word: str, candidates, n: int = 1) -> str | None:
     import difflib
 
     word = str(word)[:100]
-    pool = set(map(str, candidates))
-    if len(pool) > 200:  # keep each hint cheap on specs with thousands of names: nearest lengths only
-        pool = sorted(pool, key=lambda c: (abs(len(c) - len(word)), c))[:200]
-    matches = difflib.get_close_matches(word, sorted(pool), n=n, cutoff=0.6)
+    matches = difflib.get_close_matches(word, sorted(set(map(str, candidates))), n=n, cutoff=0.6)
     if not matches:
         return None
     return "did you mean " + " or ".join(f"`{m}`" for m in matches) + "?"

@@ -19,9 +19,9 @@ def _machine_memory_bytes() -> int:
 
 @dataclass(frozen=True)
 class Limits:
-    max_file_bytes: int = 1 << 20          # a spec is text a person writes: 1 MiB is plenty
+    max_file_bytes: int = 256 << 10        # a spec is text a person writes: the zoo's largest is 3 KiB
     max_yaml_depth: int = 64               # nesting of mappings/sequences
-    max_yaml_nodes: int = 200_000          # nodes after alias expansion (billion laughs)
+    max_yaml_nodes: int = 100_000          # nodes after alias expansion (billion laughs)
     max_extends_depth: int = 16
     max_repeat: int = 10_000
     max_layers: int = 20_000               # after expanding blocks and repeats (ResNet-1001 has ~3,000)
@@ -47,7 +47,8 @@ class Limits:
         return replace(
             self,
             max_file_bytes=big,
-            max_yaml_depth=10_000,
+            max_yaml_depth=400,            # Python's recursion limit bounds what can be composed
+            max_block_depth=200,
             max_yaml_nodes=big,
             max_extends_depth=1_000,
             max_repeat=big,

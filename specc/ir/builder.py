@@ -37,6 +37,7 @@ class _Layer:
     span: Span
     op_span: Span
     name_span: Span
+    repeat_span: Span | None = None
 
 
 def build_graph(spec: Spec, limits: Limits, diags: Diagnostics | None = None) -> Graph:
@@ -58,6 +59,7 @@ class _Builder:
         self.graph = Graph(spec.name, seed=spec.seed, source=spec.path)
         self.node_count = 0
         self.taken: dict[str, Span] = {}  # node name -> where it was defined
+        self.repeats: list[Span] = []     # the `repeat`s being expanded, outermost first
 
     # --- entry and exit -------------------------------------------------
     def build(self) -> None:
@@ -101,7 +103,7 @@ class _Builder:
             value = names.get(layer)
             if value is None:
                 self.diags.error("E023", f"output `{out_name}` names `{short(layer)}`, which is not a layer",
-                                 span, did_you_mean(layer, [n for n in names if n != "input"]))
+                                 span, lambda: did_you_mean(layer, [n for n in names if n != "input"]))
             elif value is not POISON:
                 self.graph.outputs[out_name] = value
 
@@ -116,6 +118,8 @@ class _Builder:
                 previous = POISON
                 continue
             inputs = self.resolve_from(layer, visible, previous)
+            if layer.repeat > 1:
+                self.repeats.append(layer.repeat_span)
             for copy in range(1, layer.repeat + 1):
                 name = layer.name if layer.repeat == 1 else f"{layer.name}.{copy}"
                 full = prefix + name
@@ -129,6 +133,7 @@ class _Builder:
                 defined[name] = visible[name] = out
                 inputs = [out]
             if layer.repeat > 1:
+                self.repeats.pop()
                 defined[layer.name] = visible[layer.name] = inputs[0]
             previous = inputs[0]
         return previous, defined
@@ -151,7 +156,8 @@ class _Builder:
         op = op_keys[0]
         if op not in REGISTRY and op not in self.spec.blocks:
             diags.error("E020", f"unknown op `{short(op)}`", node.key_span(op),
-                        did_you_mean(op, list(REGISTRY) + list(self.spec.blocks)) or "see `specc schema` for the ops")
+                        lambda: did_you_mean(op, list(REGISTRY) + list(self.spec.blocks))
+                        or "see `specc schema` for the ops")
             return None
         name = f"{op}_{index}"
         if "name" in node:
@@ -183,7 +189,8 @@ class _Builder:
                 return None
             repeat = checked
         return _Layer(op, node.get(op), name, from_, repeat, node.span, node.key_span(op),
-                      node.key_span("name") if "name" in node else node.key_span(op))
+                      node.key_span("name") if "name" in node else node.key_span(op),
+                      node.get("repeat").span if "repeat" in node else None)
 
     def resolve_from(self, layer: _Layer, visible: dict, previous: Value) -> list:
         if layer.from_ is None:
@@ -192,10 +199,9 @@ class _Builder:
         for ref, span in layer.from_:
             value = visible.get(ref)
             if value is None:
-                candidates = [n for n in visible]
                 self.diags.error("E023", f"layer `{layer.name}`: `from` names `{short(ref)}`, which is not "
                                  "an input or a layer defined before it", span,
-                                 did_you_mean(ref, candidates) or "available: " + ", ".join(candidates[-8:]))
+                                 lambda: did_you_mean(ref, visible) or "available: " + ", ".join(list(visible)[-8:]))
                 value = POISON
             values.append(value)
         return values
@@ -222,8 +228,9 @@ class _Builder:
             return POISON
         self.node_count += 1
         if self.node_count > self.limits.max_layers:
+            where = self.repeats[0] if self.repeats else span  # the outermost multiplier, if any
             raise error("E090", f"the network expands to more than {self.limits.max_layers:,} layers",
-                        span, "lower `repeat` counts, or pass --trusted for a spec you trust")
+                        where, "lower `repeat` counts, or pass --trusted for a spec you trust")
         if name in self.taken:
             first = self.taken[name]
             what = "an input" if any(v.name == name for v in self.graph.inputs) else "a layer"
@@ -274,7 +281,7 @@ class _Builder:
             for key, entry in args.entries.items():
                 if key not in block.params and key != "activation":
                     self.diags.error("E050", f"block `{layer.op}` has no parameter `{short(key)}`", entry.key_span,
-                                     did_you_mean(key, block.params) or
+                                     lambda: did_you_mean(key, block.params) or
                                      "its parameters: " + (", ".join(block.params) or "none"))
                     return POISON, {}
                 if is_failed(entry.value):

@@ -9,6 +9,8 @@ E030 syntax, E031 unknown name or function, E032 evaluation.
 """
 from __future__ import annotations
 
+import functools
+
 import difflib
 import math
 import operator
@@ -283,12 +285,18 @@ class _Evaluator:
         return _check(round(args[0], digits), offset, self.limits)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str, limits: ExprLimits):
+    # A block's expressions are evaluated at every use: parse each text once (the AST is immutable tuples).
+    return _Parser(text, limits).parse()
+
+
 def evaluate(text: str, names: Mapping[str, object], limits: ExprLimits = ExprLimits()) -> int | float | str | bool:
     """Evaluate one expression (the text between ${ and })."""
     if len(text) > limits.max_length:
         raise ExprError("E032", f"expression too long ({len(text)} characters, limit {limits.max_length})", 0)
     try:
-        return _Evaluator(names, limits).compute(_Parser(text, limits).parse())
+        return _Evaluator(names, limits).compute(_parse(text, limits))
     except RecursionError:  # only reachable with a max_depth far above the default
         raise ExprError("E032", "expression nested too deeply", 0) from None
 

@@ -11,7 +11,8 @@ from specc.parser.located import Entry, Map, Scalar, Seq, short
 from specc.parser.yaml_loader import load_yaml_text, read_spec_text
 
 
-_SPEC_MARKER = re.compile(r"^[ \t{]*[\"']?specc[\"']?[ \t]*:", re.MULTILINE)
+# A top-level `specc:` key: at the start of a line (block style) or right after an opening `{` (flow).
+_SPEC_MARKER = re.compile(r"^(?:\{[ \t]*)?[\"']?specc[\"']?[ \t]*:", re.MULTILINE)
 
 
 def display_path(path: str) -> str:
@@ -53,7 +54,8 @@ def load_document(path: str, limits: Limits, shown: str | None = None, base_of: 
                         base_of, "a spec starts with `specc: 1`")
         tree = load_yaml_text(text, shown, limits)
     except SpeccError as exc:
-        if base_of is None or exc.diagnostics[0].code not in ("E001", "E003", "E040"):
+        if base_of is None or exc.diagnostics[0].code not in ("E001", "E003", "E040") \
+                or exc.diagnostics[0].span == base_of:  # already said at the `extends:` line
             raise
         first = exc.diagnostics[0]
         raise error(first.code, f"`extends` target {shown} is not a valid spec file: {first.message}",
@@ -88,6 +90,9 @@ def load_with_extends(path: str, limits: Limits, root: str | None = None, chain:
         cycle = " -> ".join(display_path(p) for p in seen + (os.path.realpath(base_path),))
         raise error("E041", f"`extends` cycle: {cycle}", span, "a spec cannot extend itself, directly or not")
     if not os.path.exists(base_path):
+        if os.path.islink(base_path):
+            raise error("E040", f"`extends` target {short(base_node.value, 80)} is a symbolic link that loops "
+                        "or leads nowhere", span)
         raise error("E040", f"`extends` file not found: {short(base_node.value, 80)}", span,
                     "the path is relative to this spec's directory")
     if not os.path.isfile(base_path) and not os.path.isdir(base_path) and os.path.exists(base_path):

@@ -155,7 +155,7 @@ class Enum(Type):
     def check(self, node, diags, where):
         if isinstance(node, Scalar) and node.value in self.choices and not isinstance(node.value, bool):
             return node.value
-        hint = did_you_mean(node.value, self.choices) if isinstance(node, Scalar) else None
+        hint = (lambda: did_you_mean(node.value, self.choices)) if isinstance(node, Scalar) else None
         got = f"`{short(node.value)}`" if isinstance(node, Scalar) else f"a {kind_name(node)}"
         return self._bad(node, diags, where, f"{where} must be {self.describe()}, got {got}",
                          hint=hint, code="E014")
@@ -276,9 +276,10 @@ class Record(Type):
         for key, entry in node.entries.items():
             spec = self.fields.get(key)
             if spec is None:
-                hint = did_you_mean(key, self.fields) or (
-                    "valid keys: " + ", ".join(sorted(self.fields)) if self.fields else "it takes no arguments")
-                diags.error("E010", f"{where}: unknown key `{short(key)}`", entry.key_span, hint)
+                diags.error("E010", f"{where}: unknown key `{short(key)}`", entry.key_span,
+                            lambda key=key: did_you_mean(key, self.fields) or (
+                                "valid keys: " + ", ".join(sorted(self.fields)) if self.fields
+                                else "it takes no arguments"))
                 ok = False
                 continue
             value = spec.type.check(entry.value, diags, f"{where}: `{key}`")

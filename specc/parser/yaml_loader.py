@@ -38,6 +38,15 @@ class _NoImplicitLoader(_BaseLoader):
 
 
 _NoImplicitLoader.yaml_implicit_resolvers = {}
+_DEFAULT_TAGS = {yaml.ScalarNode: CORE + "str", yaml.SequenceNode: CORE + "seq", yaml.MappingNode: CORE + "map"}
+
+
+def _resolve(self, kind, value, implicit):
+    # Untagged nodes get the plain core tag; our own 1.2 rules resolve plain scalars later.
+    return _DEFAULT_TAGS[kind]
+
+
+_NoImplicitLoader.resolve = _resolve
 
 
 def _span(path: str, mark) -> Span:
@@ -46,6 +55,9 @@ def _span(path: str, mark) -> Span:
 
 def resolve_plain(text: str, span: Span):
     """YAML 1.2 core schema resolution of a plain (unquoted) scalar."""
+    first = text[:1]
+    if first and not (first.isdigit() or first in "+-.~nNtTfF"):
+        return text  # most scalars are names: no pattern can match them
     if _NULL.match(text):
         return None
     if text in _BOOL:
@@ -69,12 +81,19 @@ def resolve_plain(text: str, span: Span):
 
 
 def _check_events(text: str, path: str, limits: Limits) -> None:
-    """Walk the event stream once: nesting depth and document count, before composing."""
+    """Walk the event stream once: nesting depth and document count, before composing.
+    Returns (aliases, nodes): without aliases the node count is the expanded size."""
     depth = 0
     documents = 0
+    aliases = nodes = 0
     for event in yaml.parse(text, Loader=_NoImplicitLoader):
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+        if isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
+            nodes += 1
             if depth > limits.max_yaml_depth:
                 raise error("E003", f"YAML nesting deeper than {limits.max_yaml_depth} levels",
                             _span(path, event.start_mark), "a spec is never nested this deeply")
@@ -85,6 +104,7 @@ def _check_events(text: str, path: str, limits: Limits) -> None:
             if documents > 1:
                 raise error("E001", "a spec is one YAML document; found a second one",
                             _span(path, event.start_mark), "remove the `---` separator and what follows")
+    return aliases, nodes
 
 
 def _expanded_size(root, limit: int, path: str) -> int:
@@ -190,7 +210,7 @@ def load_yaml_text(text: str, path: str, limits: Limits):
     if "\x00" in text:
         raise error("E003", "not a spec: the file is binary (contains NUL bytes)", Span(path))
     try:
-        _check_events(text, path, limits)
+        aliases, nodes = _check_events(text, path, limits)
         root = yaml.compose(text, Loader=_NoImplicitLoader)
     except yaml.MarkedYAMLError as exc:
         raise _yaml_error(exc, path, text) from None
@@ -207,8 +227,12 @@ def load_yaml_text(text: str, path: str, limits: Limits):
         raise error("E003", "YAML nesting too deep", Span(path)) from None
     if root is None:
         raise error("E001", "the file is empty; a spec is a YAML mapping starting with `specc: 1`", Span(path))
-    _expanded_size(root, limits.max_yaml_nodes, path)
-    return _convert(root, path)
+    if aliases or nodes > limits.max_yaml_nodes:
+        _expanded_size(root, limits.max_yaml_nodes, path)
+    try:
+        return _convert(root, path)
+    except RecursionError:  # only reachable with --trusted depths
+        raise error("E003", "YAML nesting too deep to read", Span(path)) from None
 
 
 def read_spec_text(path, limits: Limits, shown: str) -> str:
