@@ -108,20 +108,27 @@ def _check_events(text: str, path: str, limits: Limits) -> None:
 
 
 def _expanded_size(root, limit: int, path: str) -> int:
-    """Node count after alias expansion, computed on the DAG without expanding it."""
+    """Node count after alias expansion, computed on the DAG without expanding it.
+    An alias inside its own anchor (`x: &a {k: *a}`) makes a cycle: refused, never walked."""
     sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # entered, children not finished: meeting one again is a cycle
     first_over = None
     stack = [(root, False)]
     while stack:  # iterative post-order: aliases make a DAG, never a deep recursion
         node, done = stack.pop()
         if id(node) in sizes:
             continue
+        if not done and id(node) in open_nodes:
+            raise error("E003", "a YAML alias refers to the node that contains it (a recursive structure)",
+                        _span(path, node.start_mark), "an anchor can only be used after its node is complete")
         if done:
+            open_nodes.discard(id(node))
             children = _children(node)
             sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
             if first_over is None and sizes[id(node)] > limit:
                 first_over = node  # innermost node over the limit: where the blow-up is written
             continue
+        open_nodes.add(id(node))
         stack.append((node, True))
         for child in _children(node):
             if id(child) not in sizes:
