@@ -187,15 +187,13 @@ def cmd_predict(args) -> int:
 
     outputs = predict(args.model, args.input, weights=args.weights, backend=args.backend,
                       limits=limits_from(args))
+    import numpy as np
+
     first = next(iter(outputs))
     if args.output:
-        import numpy as np
-
         np.save(args.output, outputs[first])
         print(f"saved `{first}` {tuple(outputs[first].shape)} to {args.output}")
     else:
-        import numpy as np
-
         with np.printoptions(precision=5, suppress=True, threshold=200):
             for name, value in outputs.items():
                 print(f"{name} {tuple(value.shape)}:\n{value}")

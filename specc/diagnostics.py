@@ -8,7 +8,7 @@ bag so that several independent mistakes in one file are all reported.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 
@@ -72,9 +72,6 @@ class Diagnostic:
             "message": self.message,
             "hint": self.hint,
         }
-
-    def shifted(self, **changes) -> "Diagnostic":
-        return replace(self, **changes)
 
 
 def _github_data(text: str) -> str:
@@ -164,7 +161,26 @@ def did_you_mean(word: str, candidates, n: int = 1) -> str | None:
     import difflib
 
     word = str(word)[:100]
-    matches = difflib.get_close_matches(word, sorted(set(map(str, candidates))), n=n, cutoff=0.6)
+    pool = sorted(set(map(str, candidates)))
+    if len(pool) > _FULL_COMPARE:
+        # difflib compares every candidate in full; on specs with thousands of similar names keep the
+        # ones sharing the longest prefix or suffix with the word (typos rarely touch both ends).
+        pool = sorted(pool, key=lambda c: (-max(_common(word, c), _common(word[::-1], c[::-1])),
+                                           abs(len(c) - len(word)), c))[:_FULL_COMPARE]
+    matches = difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
     if not matches:
         return None
     return "did you mean " + " or ".join(f"`{m}`" for m in matches) + "?"
+
+
+_FULL_COMPARE = 300
+
+
+def _common(a: str, b: str) -> int:
+    """Length of the common prefix of two strings."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from specc.diagnostics import error
 from specc.ir.graph import Graph
-from specc.ir.types import DTYPE_BYTES, dim_product, is_static, static_elements
+from specc.ir.types import DTYPE_BYTES, static_elements
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,6 @@ def activation_bytes(graph: Graph, batch: int = 1) -> int:
     for node in graph.nodes:
         total += static_elements(node.output.type.features) * DTYPE_BYTES.get(node.output.type.dtype, 4)
     return total * batch
-
-
-def has_symbolic_features(graph: Graph) -> bool:
-    return any(not is_static(dim_product(n.output.type.features)) for n in graph.nodes)
 
 
 def human_bytes(n: int) -> str:

@@ -16,7 +16,7 @@ from specc.ir.types import BATCH, TensorType, shape_str
 from specc.limits import Limits
 from specc.ops import REGISTRY, STEPS, ShapeError
 from specc.ops.base import ACTIVATIONS
-from specc.parser.located import Map, Scalar, Seq, kind_name, short
+from specc.parser.located import Map, Scalar, Seq, kind_name, short, single_entry
 from specc.parser.spec import META_KEYS, Spec
 from specc.parser.substitute import is_failed, substitute_tree
 from specc.parser.types import INVALID, Int, ListOf, Str, Union
@@ -141,7 +141,7 @@ class _Builder:
     def read_layer(self, raw, index: int, params: dict) -> _Layer | None:
         diags = self.diags
         if isinstance(raw, Scalar) and isinstance(raw.value, str) and "${" not in raw.value:
-            raw = Map({raw.value: _entry(raw.value, Scalar(None, raw.span))}, raw.span)
+            raw = single_entry(raw.value, Scalar(None, raw.span))
         if not isinstance(raw, Map):
             diags.error("E021", f"layer {index} must be an op name or a mapping with one op key, "
                         f"got a {kind_name(raw)}", raw.span, "e.g. `- dense: 10` or `- flatten`")
@@ -320,9 +320,3 @@ class _Builder:
             defaults = REGISTRY[activation].args.check(Scalar(None, layer.op_span), self.diags, activation)
             last = self.add_node(f"{full}.{activation}", activation, "layer", defaults, [last], layer.op_span, full)
         return last, inner
-
-
-def _entry(key, node):
-    from specc.parser.located import Entry
-
-    return Entry(key, node.span, node)

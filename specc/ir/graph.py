@@ -33,9 +33,6 @@ class Node:
 
         return REGISTRY[self.op] if self.category == "layer" else STEPS[self.category][self.op]
 
-    def param_name(self, local: str) -> str:
-        return f"{self.name}.{local}"
-
 
 @dataclass(frozen=True)
 class ParamInfo:

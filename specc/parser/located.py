@@ -66,6 +66,11 @@ class Map:
 Node = Scalar | Seq | Map
 
 
+def single_entry(key: str, node) -> Map:
+    """`{key: node}` located where `node` is: the mapping form of a scalar shorthand (`- flatten`)."""
+    return Map({key: Entry(key, node.span, node)}, node.span)
+
+
 def kind_name(node) -> str:
     """How a node's type is called in diagnostics."""
     if isinstance(node, Map):

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from specc.diagnostics import Diagnostics, did_you_mean
-from specc.parser.located import Map, Scalar, Seq, kind_name, short
+from specc.parser.located import Map, Scalar, Seq, kind_name, short, single_entry
 from specc.parser.substitute import is_failed
 
 INVALID = object()
@@ -266,7 +266,7 @@ class Record(Type):
     def check(self, node, diags, where, fill_defaults: bool = True):
         if not isinstance(node, Map):
             if self.primary is not None and not (isinstance(node, Scalar) and node.value is None):
-                node = Map({self.primary: _entry(self.primary, node)}, node.span)
+                node = single_entry(self.primary, node)
             elif isinstance(node, Scalar) and node.value is None:
                 node = Map({}, node.span)
             else:
@@ -317,11 +317,6 @@ class Record(Type):
 def _documented(schema: dict, doc: str) -> dict:
     return {**schema, "description": doc} if doc else schema
 
-
-def _entry(key, node):
-    from specc.parser.located import Entry
-
-    return Entry(key, node.span, node)
 
 
 @dataclass(frozen=True)

@@ -228,7 +228,7 @@ def load_yaml_text(text: str, path: str, limits: Limits):
         raise error("E001", f"YAML syntax error: control character U+{exc.character:04X} is not allowed"
                     if isinstance(exc.character, int) else "YAML syntax error: a character that is not allowed",
                     Span(path, line, column), "remove it, or write it as an escape in a quoted string") from None
-    except yaml.YAMLError as exc:
+    except yaml.YAMLError:
         raise error("E001", "YAML syntax error", Span(path)) from None
     except RecursionError:  # defence in depth: the depth check should make this unreachable
         raise error("E003", "YAML nesting too deep", Span(path)) from None
