@@ -161,7 +161,7 @@ def _memory_diagnostics(path: str, limits: Limits) -> list:
 
 def cmd_inspect(args) -> int:
     from specc.compiler import compile_spec
-    from specc.inspect import inspect_json, inspect_text
+    from specc.inspection import inspect_json, inspect_text
     from specc.ir.printer import print_graph
 
     compiled = compile_spec(args.spec, limits_from(args))

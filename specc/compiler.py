@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from specc.diagnostics import Diagnostic, Diagnostics, SpeccError, did_you_mean
-from specc.ir.builder import build_graph
+from specc.frontend.elaborate import build_graph
 from specc.ir.graph import Graph
 from specc.limits import Limits
-from specc.parser.located import Map, Scalar, Seq, short
+from specc.lang.located import Map, Scalar, Seq, short
 from specc.parser.spec import Spec, load_spec
 
 

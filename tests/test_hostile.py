@@ -842,7 +842,7 @@ def test_fuzz_huge_sizes(fuzz_dir, units, inputs, repeat, op):
     diags = _check_in_process(fuzz_dir, text.encode())
     if not diags:
         from specc.compiler import compile_spec
-        from specc.inspect import inspect_json
+        from specc.inspection import inspect_json
         from specc.limits import DEFAULT_LIMITS
 
         info = inspect_json(compile_spec(str(fuzz_dir / "fuzz.yaml"), DEFAULT_LIMITS).graph)

@@ -14,7 +14,7 @@ from specc.build import build
 from specc.codegen.torch_module import to_torch
 from specc.codegen.weights import init_weights
 from specc.compiler import compile_spec
-from specc.inspect import inspect_json
+from specc.inspection import inspect_json
 from specc.ir.verifier import verify
 from specc.limits import Limits
 from zoo_expected import EXPECTED_OUTPUT_SHAPES, EXPECTED_PARAMS

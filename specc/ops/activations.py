@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from specc.ops.base import OpDef, register
-from specc.parser.types import Field, Float, Int
+from specc.lang.argtypes import Field, Float, Int
 
 
 def torch_activation(name: str, x, slope: float = 0.01):

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from specc.ops.base import OpDef, register
-from specc.parser.types import REQUIRED, Bool, Field, Float, Int, ListOf
+from specc.lang.argtypes import REQUIRED, Bool, Field, Float, Int, ListOf
 
 P = Field(Float(0, 1), 1.0, "probability of applying the step")
 

@@ -12,7 +12,7 @@ import math
 from typing import ClassVar
 
 from specc.ir.types import TensorType, dim_product, is_static, shape_str
-from specc.parser.types import Enum, Field, Float, OneKey, Record, Union
+from specc.lang.argtypes import Enum, Field, Float, OneKey, Record, Union
 
 REGISTRY: dict[str, "OpDef"] = {}
 

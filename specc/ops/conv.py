@@ -8,7 +8,7 @@ from specc.ir.types import is_static
 from specc.ops.activations import onnx_activation, torch_activation
 from specc.ops.base import (ACTIVATION, INIT, OpDef, ShapeError, elements, positive_spatial, register,
                             same_pads, spatial_rank, window_out)
-from specc.parser.types import REQUIRED, Bool, Enum, Field, Int, ListOf, Union
+from specc.lang.argtypes import REQUIRED, Bool, Enum, Field, Int, ListOf, Union
 
 SIZES = Union((Int(1), ListOf(Int(1), 1, 3)))
 PADDING = Union((Enum(("valid", "same")), Int(0), ListOf(Int(0), 1, 3)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from specc.ir.types import is_static, shape_str
 from specc.ops.activations import onnx_activation, torch_activation
 from specc.ops.base import ACTIVATION, INIT, OpDef, ShapeError, elements, register
-from specc.parser.types import REQUIRED, Bool, Field, Float, Int
+from specc.lang.argtypes import REQUIRED, Bool, Field, Float, Int
 
 
 @register

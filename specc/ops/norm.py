@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from specc.ir.types import is_static, shape_str
 from specc.ops.base import OpDef, ShapeError, elements, register
-from specc.parser.types import REQUIRED, Field, Float, Int
+from specc.lang.argtypes import REQUIRED, Field, Float, Int
 
 
 @register

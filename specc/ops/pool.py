@@ -6,7 +6,7 @@ import math
 
 from specc.ops.base import OpDef, ShapeError, elements, positive_spatial, register, spatial_rank, window_out
 from specc.ops.conv import SIZES
-from specc.parser.types import REQUIRED, Field, Float, Int, ListOf, Union
+from specc.lang.argtypes import REQUIRED, Field, Float, Int, ListOf, Union
 
 
 class _WindowPool(OpDef):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from specc.ir.types import TensorType, is_static, shape_str
 from specc.ops.base import OpDef, ShapeError, elements, register
-from specc.parser.types import REQUIRED, Enum, Field, Float, Int, ListOf, Union
+from specc.lang.argtypes import REQUIRED, Enum, Field, Float, Int, ListOf, Union
 
 SIZE_HW = ListOf(Int(1), 2, 2)
 

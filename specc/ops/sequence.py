@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from specc.ir.types import TensorType, is_static, shape_str
 from specc.ops.base import OpDef, ShapeError, elements, register
-from specc.parser.types import REQUIRED, Bool, Enum, Field, Float, Int
+from specc.lang.argtypes import REQUIRED, Bool, Enum, Field, Float, Int
 
 
 def _sequence(x: TensorType, op: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from specc.ir.types import dim_product, is_static, shape_str
 from specc.ops.base import OpDef, ShapeError, elements, register
-from specc.parser.types import REQUIRED, Field, Int, ListOf
+from specc.lang.argtypes import REQUIRED, Field, Int, ListOf
 
 
 def normalize_axis(axis: int, rank: int, op: str, allow_batch: bool = False) -> int:

@@ -7,7 +7,7 @@ import re
 
 from specc.diagnostics import Span, SpeccError, error
 from specc.limits import Limits
-from specc.parser.located import Entry, Map, Scalar, Seq, short
+from specc.lang.located import Entry, Map, Scalar, Seq, short
 from specc.parser.yaml_loader import load_yaml_text, read_spec_text
 
 

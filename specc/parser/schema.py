@@ -7,7 +7,7 @@ does its own checking from the same declarations, with located messages.
 from __future__ import annotations
 
 from specc.parser.sections import BUILD, INPUT, NAME_PATTERN, TRAINING
-from specc.parser.types import EXPR_SCHEMA
+from specc.lang.argtypes import EXPR_SCHEMA
 
 SCHEMA_ID = "https://specc.dev/schema/spec-v1.json"
 

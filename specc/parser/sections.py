@@ -7,7 +7,7 @@ implemented by `specc train` and `specc build`.
 from __future__ import annotations
 
 from specc.ir.types import DTYPES
-from specc.parser.types import (REQUIRED, AnyValue, Bool, DictOf, Enum, Field, Float, Int, ListOf, OneKey,
+from specc.lang.argtypes import (REQUIRED, AnyValue, Bool, DictOf, Enum, Field, Float, Int, ListOf, OneKey,
                                 Record, Str, Union)
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9_.-]*"

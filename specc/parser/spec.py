@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from specc.diagnostics import Diagnostics, Span, SpeccError, did_you_mean
 from specc.limits import Limits
 from specc.parser.extends import load_with_extends
-from specc.parser.located import Map, Scalar, Seq, kind_name, short
+from specc.lang.located import Map, Scalar, Seq, kind_name, short
 from specc.parser.sections import BUILD, INPUT, NAME_PATTERN, TRAINING
 from specc.parser.substitute import FAILED_NAMES, is_failed, substitute_scalar, substitute_tree
-from specc.parser.types import INVALID, Str
+from specc.lang.argtypes import INVALID, Str
 
 SUPPORTED_VERSIONS = (1,)
 TOP_LEVEL = {

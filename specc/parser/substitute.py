@@ -7,7 +7,7 @@ import re
 from specc.diagnostics import Diagnostics, Span
 from specc.limits import Limits
 from specc.parser.expr import ExprError, ExprLimits, has_expression, substitute
-from specc.parser.located import Entry, Map, Scalar, Seq
+from specc.lang.located import FAILED, Entry, Map, Scalar, Seq, is_failed  # noqa: F401 (is_failed re-exported)
 
 
 def expr_limits(limits: Limits) -> ExprLimits:
@@ -46,7 +46,7 @@ def substitute_tree(node, scope: dict, diags: Diagnostics, limits: Limits, skip:
     """
     if isinstance(node, Scalar):
         result = substitute_scalar(node, scope, diags, limits)
-        return result if result is not None else Scalar(_FAILED, node.span)
+        return result if result is not None else Scalar(FAILED, node.span)
     if isinstance(node, Seq):
         return Seq(tuple(substitute_tree(i, scope, diags, limits) for i in node.items), node.span)
     entries = {}
@@ -54,17 +54,3 @@ def substitute_tree(node, scope: dict, diags: Diagnostics, limits: Limits, skip:
         value = entry.value if key in skip else substitute_tree(entry.value, scope, diags, limits)
         entries[key] = Entry(key, entry.key_span, value)
     return Map(entries, node.span)
-
-
-class _Failed:
-    """Marks a value whose expression already failed, so no second error is reported for it."""
-
-    def __repr__(self) -> str:
-        return "<failed expression>"
-
-
-_FAILED = _Failed()
-
-
-def is_failed(node) -> bool:
-    return isinstance(node, Scalar) and node.value is _FAILED

@@ -15,7 +15,7 @@ import yaml
 
 from specc.diagnostics import Span, error
 from specc.limits import Limits
-from specc.parser.located import Entry, Map, Scalar, Seq
+from specc.lang.located import Entry, Map, Scalar, Seq
 
 CORE = "tag:yaml.org,2002:"
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -80,12 +80,15 @@ def resolve_plain(text: str, span: Span):
     return text
 
 
-def _check_events(text: str, path: str, limits: Limits) -> None:
-    """Walk the event stream once: nesting depth and document count, before composing.
-    Returns (aliases, nodes): without aliases the node count is the expanded size."""
+def _check_events(text: str, path: str, limits: Limits) -> tuple:
+    """Walk the event stream once: nesting depth, document count and, when there is no alias,
+    the node count (refused here, before composing, pointing at the innermost node over the limit).
+    Returns (aliases, nodes)."""
     depth = 0
     documents = 0
     aliases = nodes = 0
+    starts: list = []   # (start mark, node count before it) of the open collections
+    first_over = None
     for event in yaml.parse(text, Loader=_NoImplicitLoader):
         if isinstance(event, yaml.ScalarEvent):
             nodes += 1
@@ -93,17 +96,25 @@ def _check_events(text: str, path: str, limits: Limits) -> None:
             aliases += 1
         elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
+            starts.append((event.start_mark, nodes))
             nodes += 1
             if depth > limits.max_yaml_depth:
                 raise error("E003", f"YAML nesting deeper than {limits.max_yaml_depth} levels",
                             _span(path, event.start_mark), "a spec is never nested this deeply")
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
+            mark, before = starts.pop()
+            if first_over is None and nodes - before > limits.max_yaml_nodes:
+                first_over = mark
         elif isinstance(event, yaml.DocumentStartEvent):
             documents += 1
             if documents > 1:
                 raise error("E001", "a spec is one YAML document; found a second one",
                             _span(path, event.start_mark), "remove the `---` separator and what follows")
+    if not aliases and nodes > limits.max_yaml_nodes:
+        raise error("E003", f"the YAML document has {nodes:,} nodes (limit {limits.max_yaml_nodes:,})",
+                    _span(path, first_over) if first_over else Span(path),
+                    "a spec is never this large; pass --trusted for one you trust")
     return aliases, nodes
 
 

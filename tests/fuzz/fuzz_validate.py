@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 with atheris.instrument_imports():
     from specc.compiler import check_spec, compile_spec
     from specc.diagnostics import SpeccError, format_diagnostics
-    from specc.inspect import inspect_json
+    from specc.inspection import inspect_json
     from specc.limits import DEFAULT_LIMITS
 
 BASE_SPEC = b"""specc: 1

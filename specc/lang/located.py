@@ -93,3 +93,17 @@ def short(value, limit: int = 40) -> str:
     """A value as diagnostics quote it: truncated, so hostile text is never echoed at length."""
     text = str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Failed:
+    """Marks a value whose expression already failed, so no second error is reported for it."""
+
+    def __repr__(self) -> str:
+        return "<failed expression>"
+
+
+FAILED = _Failed()
+
+
+def is_failed(node) -> bool:
+    return isinstance(node, Scalar) and node.value is FAILED

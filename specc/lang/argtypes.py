@@ -13,8 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from specc.diagnostics import Diagnostics, did_you_mean
-from specc.parser.located import Map, Scalar, Seq, kind_name, short, single_entry
-from specc.parser.substitute import is_failed
+from specc.lang.located import Map, Scalar, Seq, is_failed, kind_name, short, single_entry
 
 INVALID = object()
 REQUIRED = object()

@@ -16,10 +16,10 @@ from specc.ir.types import BATCH, TensorType, shape_str
 from specc.limits import Limits
 from specc.ops import REGISTRY, STEPS, ShapeError
 from specc.ops.base import ACTIVATIONS
-from specc.parser.located import Map, Scalar, Seq, kind_name, short, single_entry
+from specc.lang.located import Map, Scalar, Seq, kind_name, short, single_entry
 from specc.parser.spec import META_KEYS, Spec
 from specc.parser.substitute import is_failed, substitute_tree
-from specc.parser.types import INVALID, Int, ListOf, Str, Union
+from specc.lang.argtypes import INVALID, Int, ListOf, Str, Union
 
 LAYER_NAME = Str(r"[A-Za-z_][A-Za-z0-9_-]*", 100)
 REFERENCE = Str(r"[A-Za-z_][A-Za-z0-9_.-]*", 300)  # may name `<block use>.<inner>`
@@ -60,6 +60,7 @@ class _Builder:
         self.node_count = 0
         self.taken: dict[str, Span] = {}  # node name -> where it was defined
         self.repeats: list[Span] = []     # the `repeat`s being expanded, outermost first
+        self.read_cache: dict = {}        # (layer node, index, parameter values) -> _Layer: blocks reuse layers
 
     # --- entry and exit -------------------------------------------------
     def build(self) -> None:
@@ -129,7 +130,9 @@ class _Builder:
                         defined[f"{name}.{inner_name}"] = value
                         visible[f"{name}.{inner_name}"] = value
                 else:
-                    out = self.add_layer(layer, full, inputs)
+                    if copy == 1:  # the copies of a repeat share their arguments: check them once
+                        attrs = REGISTRY[layer.op].args.check(layer.args, self.diags, f"layer `{layer.name}`")
+                    out = self.add_layer(layer, full, inputs, attrs)
                 defined[name] = visible[name] = out
                 inputs = [out]
             if layer.repeat > 1:
@@ -139,6 +142,20 @@ class _Builder:
         return previous, defined
 
     def read_layer(self, raw, index: int, params: dict) -> _Layer | None:
+        # A block used n times reads the same layer nodes n times; with equal parameters the result
+        # (and any diagnostic, reported once) is the same.
+        try:
+            key = (id(raw), index, tuple(params.items()))
+            if key in self.read_cache:
+                return self.read_cache[key]
+        except TypeError:
+            key = None
+        layer = self._read_layer(raw, index, params)
+        if key is not None:
+            self.read_cache[key] = layer
+        return layer
+
+    def _read_layer(self, raw, index: int, params: dict) -> _Layer | None:
         diags = self.diags
         if isinstance(raw, Scalar) and isinstance(raw.value, str) and "${" not in raw.value:
             raw = single_entry(raw.value, Scalar(None, raw.span))
@@ -206,9 +223,8 @@ class _Builder:
             values.append(value)
         return values
 
-    def add_layer(self, layer: _Layer, full: str, inputs: list) -> Value:
+    def add_layer(self, layer: _Layer, full: str, inputs: list, attrs) -> Value:
         op = REGISTRY[layer.op]
-        attrs = op.args.check(layer.args, self.diags, f"layer `{layer.name}`")
         if attrs is INVALID:
             return POISON
         lo, hi = op.arity
