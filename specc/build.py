@@ -70,29 +70,34 @@ def check_targets(build_cfg: dict, span: Span) -> None:
                     span, "fp16/int8 come with the precision passes; use `precision: fp32` for now")
 
 
-def resolve_weights(graph: Graph, weights_path: str | None):
-    from specc.codegen.weights import init_weights, load_weights
+def resolve_weights(graph: Graph, weights_path: str | None) -> dict:
+    """Load a weights file into the graph's data (before the passes rewrite it); the provenance."""
+    from specc.codegen.weights import load_weights_into
 
     if weights_path:
-        return load_weights(weights_path, graph), {"source": "file", "path": os.path.basename(weights_path),
-                                                   "sha256": sha256_file(weights_path)}
-    return init_weights(graph), {"source": "init", "seed": graph.seed}
+        info = load_weights_into(graph, weights_path)
+        return {**info, "sha256": sha256_file(weights_path)}
+    return {"source": "init", "seed": graph.seed}
 
 
-def build(spec_path: str, out_dir: str, weights: str | None = None, limits: Limits = DEFAULT_LIMITS) -> BuildResult:
+def build(spec_path: str, out_dir: str, weights: str | None = None, limits: Limits = DEFAULT_LIMITS,
+          passes=None) -> BuildResult:
+    """`passes`: None for the spec's `build.passes` (default: the standard pipeline), `none`, or a list."""
     import onnx
 
     from specc.codegen.onnx_export import to_onnx
+    from specc.compiler import optimize, spec_pass_choice
 
     compiled = compile_spec(spec_path, limits)
     graph, spec = compiled.graph, compiled.spec
     check_targets(spec.build, spec.network_span)
     check_memory_budget(graph, limits.memory_budget, batch=1, what="build")
-    tensors, weights_info = resolve_weights(graph, weights)
+    weights_info = resolve_weights(graph, weights)
+    spec_params = graph.trainable_params  # as `inspect` counts them: the passes fold some into others
+    graph, applied, changes = optimize(graph, spec_pass_choice(spec) if passes is None else passes)
     opset = spec.build["opset"]
     spec_sha = sha256_file(spec_path)
-    model = to_onnx(graph, tensors, opset, metadata={"specc.spec_sha256": spec_sha, "specc.name": graph.name})
-    del tensors
+    model = to_onnx(graph, None, opset, metadata={"specc.spec_sha256": spec_sha, "specc.name": graph.name})
 
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
@@ -102,24 +107,35 @@ def build(spec_path: str, out_dir: str, weights: str | None = None, limits: Limi
     try:
         model_tmp = os.path.join(staging, "model.onnx")
         external = weight_bytes(graph) > EXTERNAL_DATA_THRESHOLD
-        onnx.save_model(model, model_tmp, save_as_external_data=external, all_tensors_to_one_file=True,
-                        location="model.onnx.data", size_threshold=1024)
-        onnx.checker.check_model(model_tmp, full_check=True)
+        if external:
+            onnx.save_model(model, model_tmp, save_as_external_data=True, all_tensors_to_one_file=True,
+                            location="model.onnx.data", size_threshold=1024)
+            onnx.checker.check_model(model_tmp, full_check=True)
+            model_sha = sha256_file(model_tmp)
+        else:  # serialized once: checked, hashed and written from the same bytes
+            serialized = model.SerializeToString()
+            onnx.checker.check_model(serialized, full_check=True)
+            model_sha = hashlib.sha256(serialized).hexdigest()
+            with open(model_tmp, "wb") as handle:
+                handle.write(serialized)
+            del serialized
         manifest = {
             "specc_version": __version__,
             "name": graph.name,
             "spec": os.path.basename(spec_path),
             "spec_sha256": spec_sha,
             "model": "model.onnx",
-            "model_sha256": sha256_file(model_tmp),
+            "model_sha256": model_sha,
             "external_data": "model.onnx.data" if external else None,
             "opset": opset,
             "precision": spec.build["precision"],
             "targets": spec.build["targets"],
             "inputs": [_tensor_info(v.name, v) for v in graph.inputs],
             "outputs": [_tensor_info(name, v) for name, v in graph.outputs.items()],
-            "total_params": graph.trainable_params,
+            "total_params": spec_params,
             "weights": weights_info,
+            "passes": applied,
+            "pass_changes": {name: counts for name, counts in changes.items() if counts},
             "versions": {"specc": __version__, "onnx": _version("onnx"), "torch": _version("torch"),
                          "onnxruntime": _version("onnxruntime")},
             "build_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -73,18 +73,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check specs; exit 1 if any is invalid")
     p.add_argument("paths", nargs="+", metavar="PATH", help="spec files or directories")
     p.add_argument("--format", choices=("text", "json", "github"), default="text")
+    p.add_argument("--skip-non-specs", action="store_true",
+                   help="skip YAML files without a top-level `specc:` key (for pre-commit on a whole repository)")
     _add_safety_options(p)
 
     p = sub.add_parser("inspect", help="per-layer shapes, parameters and MACs")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    p.add_argument("--expand", action="store_true", help="list the layers inside each block use")
     p.add_argument("--ir", action="store_true", help="print the typed IR instead of the layer table")
+    p.add_argument("--passes", metavar="default|none|LIST", default=None,
+                   help="with --ir: the passes to run first (default: the spec's pipeline; "
+                        "LIST: comma-separated names, -name drops one)")
+    p.add_argument("--print-after-all", action="store_true",
+                   help="with --ir: print the IR after every pass that changed it, with what it changed")
     _add_safety_options(p)
 
     p = sub.add_parser("build", help="build model.onnx and manifest.json")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     p.add_argument("--weights", metavar="FILE.safetensors")
+    p.add_argument("--passes", metavar="default|none|LIST", default=None,
+                   help="the pass pipeline (default: the spec's `build.passes`, else the standard one; "
+                        "LIST: comma-separated names, -name drops one)")
     _add_safety_options(p)
 
     p = sub.add_parser("predict", help="run a spec or a built model on a .npy input")
@@ -93,10 +104,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="FILE.safetensors")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
                    help="default: onnxruntime for a build directory, torch for a spec")
+    p.add_argument("--passes", metavar="default|none|LIST", default=None,
+                   help="on a spec: passes to run first (default: none for torch, the spec's pipeline "
+                        "for onnxruntime)")
     p.add_argument("--output", metavar="FILE.npy", help="save the (first) output here")
     _add_safety_options(p)
 
     sub.add_parser("schema", help="print the JSON Schema of the spec language")
+
+    p = sub.add_parser("ops", help="the ops and steps a spec can use, with their arguments")
+    p.add_argument("name", nargs="?", metavar="NAME", help="one op or step in full (`augment.scale` picks a step)")
+    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+
+    p = sub.add_parser("graph", help="draw the network: .svg, .png or Graphviz .dot")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.svg|.png|.dot")
+    p.add_argument("--expand", action="store_true", help="draw the layers inside each block use")
+    p.add_argument("--engine", choices=("auto", "graphviz", "matplotlib"), default="auto",
+                   help="how .svg/.png are drawn (auto: Graphviz's `dot` when installed, else matplotlib)")
+    _add_safety_options(p)
+
+    p = sub.add_parser("train", help="train a spec (or --resume a run) into a run directory")
+    p.add_argument("spec", nargs="?", metavar="SPEC")
+    p.add_argument("-o", "--output", metavar="RUN_DIR", help="new run directory (default: runs/<name>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--data", metavar="DIR", help="where data sets are found (see docs/training.md)")
+    p.add_argument("--epochs", type=int, metavar="N", help="override `training.epochs`")
+    p.add_argument("--seed", type=int, metavar="N", help="override `training.seed`")
+    p.add_argument("--nproc", type=int, default=1, metavar="N", help="data-parallel processes on this machine")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                   help="also checkpoint every STEPS mini-batches (default: at each epoch's end only)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    _add_safety_options(p)
+
+    p = sub.add_parser("eval", help="metrics of a spec with trained weights on the test split")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--weights", required=True, metavar="FILE.safetensors")
+    p.add_argument("--data", metavar="DIR", help="where data sets are found")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    _add_safety_options(p)
     return parser
 
 
@@ -124,6 +170,9 @@ def cmd_validate(args) -> int:
     all_diags = []
     invalid = 0
     specs = find_specs(args.paths)
+    found = len(specs)
+    if args.skip_non_specs:
+        specs = _declared_specs(specs, limits)
     for path, walked in specs:
         if walked is not None and not limits.allow_outside and not is_inside(path, walked):
             diags = [Diagnostic("E040", f"{path} is a symbolic link to a file outside {walked}; not read in CI mode",
@@ -142,9 +191,22 @@ def cmd_validate(args) -> int:
                 print(f"{path}: ok")
     if args.format != "text":
         print(format_diagnostics(all_diags, args.format))
-    elif len(specs) > 1:
-        print(f"{len(specs) - invalid} of {len(specs)} specs valid", file=sys.stderr)
+    elif len(specs) > 1 or found > len(specs):
+        skipped = found - len(specs)
+        print(f"{len(specs) - invalid} of {len(specs)} specs valid"
+              + (f"; {skipped} YAML file{'s' * (skipped > 1)} without a top-level `specc:` key skipped"
+                 if skipped else ""), file=sys.stderr)
     return 1 if invalid else 0
+
+
+def _declared_specs(specs: list, limits: Limits) -> list:
+    """--skip-non-specs: keep the files that say they are specs. A file found through a symbolic link
+    leading outside the walked directory is kept unread, so that the loop reports it."""
+    from specc.parser.marker import declares_spec
+
+    return [(path, walked) for path, walked in specs
+            if (walked is not None and not limits.allow_outside and not is_inside(path, walked))
+            or declares_spec(path, limits.max_file_bytes)]
 
 
 def _memory_diagnostics(path: str, limits: Limits) -> list:
@@ -161,32 +223,75 @@ def _memory_diagnostics(path: str, limits: Limits) -> list:
 
 def cmd_inspect(args) -> int:
     from specc.compiler import compile_spec
-    from specc.inspection import inspect_json, inspect_text
+    from specc.inspection import inspect_json, inspect_markdown, inspect_text
     from specc.ir.printer import print_graph
 
     compiled = compile_spec(args.spec, limits_from(args))
     if args.ir:
-        print(print_graph(compiled.graph))
+        print(_optimized_ir(compiled, args, print_graph))
     elif args.format == "json":
-        print(json.dumps(inspect_json(compiled.graph), indent=2))
+        print(json.dumps(inspect_json(compiled.graph, compiled.spec), indent=2))
+    elif args.format == "markdown":
+        print(inspect_markdown(compiled.graph, compiled.spec, expand=args.expand))
     else:
-        print(inspect_text(compiled.graph))
+        print(inspect_text(compiled.graph, compiled.spec, expand=args.expand))
     return 0
 
 
+def pass_choice(args):
+    """--passes as the pipeline resolver takes it; None when not given. Unknown names: usage error."""
+    from specc.passes import PipelineError, parse_pass_list, resolve_pipeline
+
+    text = getattr(args, "passes", None)
+    if text is None:
+        return None
+    choice = parse_pass_list(text)
+    try:
+        resolve_pipeline(choice)
+    except PipelineError as exc:
+        from specc.diagnostics import did_you_mean
+        from specc.passes import PASSES
+
+        hint = did_you_mean(exc.name, PASSES) or "the passes: " + ", ".join(PASSES)
+        raise UsageError(f"--passes: no pass named `{exc.name}` ({hint})") from None
+    return choice
+
+
+def _optimized_ir(compiled, args, print_graph) -> str:
+    from specc.compiler import optimize, spec_pass_choice
+
+    choice = pass_choice(args)
+    pages = [f"// before the passes\n{print_graph(compiled.graph)}"] if args.print_after_all else []
+
+    def after_each(p, result):
+        if args.print_after_all and result.changed:
+            counts = ", ".join(f"{k} {v}" for k, v in result.stats.items())
+            pages.append(f"// after {p.name}: {counts}\n{print_graph(result.graph)}")
+
+    graph, applied, _ = optimize(compiled.graph, spec_pass_choice(compiled.spec) if choice is None else choice,
+                                 after_each=after_each)
+    return "\n\n".join(pages) if args.print_after_all else print_graph(graph)
+
+
 def cmd_build(args) -> int:
+    from specc.deps import require_for_build
+
+    require_for_build(args.weights)
     from specc.build import build
 
-    result = build(args.spec, args.output, weights=args.weights, limits=limits_from(args))
+    result = build(args.spec, args.output, weights=args.weights, limits=limits_from(args), passes=pass_choice(args))
     print(f"built {result.model_path} ({result.summary})")
     return 0
 
 
 def cmd_predict(args) -> int:
+    from specc.deps import require_for_predict
+
+    require_for_predict(args.model, args.backend, args.weights)
     from specc.predict import predict
 
     outputs = predict(args.model, args.input, weights=args.weights, backend=args.backend,
-                      limits=limits_from(args))
+                      limits=limits_from(args), passes=pass_choice(args))
     import numpy as np
 
     first = next(iter(outputs))
@@ -207,8 +312,66 @@ def cmd_schema(args) -> int:
     return 0
 
 
+def cmd_ops(args) -> int:
+    from specc.reference import UnknownOp, render_ops
+
+    try:
+        print(render_ops(args.name, args.format), end="")
+    except UnknownOp as exc:
+        print(f"specc ops: error: {exc}\n  hint: {exc.hint}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from specc.graph import RenderError, output_format, write_graph
+
+    if output_format(args.output) is None:
+        raise UsageError(f"cannot tell the picture format from {args.output!r}: name a .svg, .png or .dot file")
+    from specc.compiler import compile_spec
+
+    compiled = compile_spec(args.spec, limits_from(args))
+    try:
+        how = write_graph(compiled.graph, args.output, spec=compiled.spec, expand=args.expand, engine=args.engine)
+    except RenderError as exc:
+        print(f"specc graph: error: {exc}" + (f"\n  hint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        return 1
+    print(f"wrote {args.output} ({how})")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from specc.train.run import RunOptions, resume, summary_text, train
+
+    if bool(args.spec) == bool(args.resume):
+        raise UsageError("give a SPEC to start a run, or --resume RUN_DIR to continue one (not both)")
+    if args.resume and (args.epochs is not None or args.seed is not None or args.output):
+        raise UsageError("--resume continues a run as it was started: -o, --epochs and --seed cannot change it")
+    for flag, value, low in (("--nproc", args.nproc, 1), ("--epochs", args.epochs, 1), ("--seed", args.seed, 0),
+                             ("--checkpoint-every", args.checkpoint_every, 0)):
+        if value is not None and value < low:
+            raise UsageError(f"{flag} must be at least {low}")
+    options = RunOptions(limits=limits_from(args), data_dir=args.data, nproc=args.nproc,
+                         progress=not args.no_progress, checkpoint_every=args.checkpoint_every)
+    if args.resume:
+        result = resume(args.resume, options)
+    else:
+        result = train(args.spec, args.output, epochs=args.epochs, seed=args.seed, options=options)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(summary_text(result))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from specc.train.evaluate import evaluate_spec, format_report
+
+    report = evaluate_spec(args.spec, args.weights, data_dir=args.data, limits=limits_from(args))
+    print(json.dumps(report, indent=2) if args.format == "json" else format_report(report))
+    return 0
+
+
 COMMANDS = {"validate": cmd_validate, "inspect": cmd_inspect, "build": cmd_build, "predict": cmd_predict,
-            "schema": cmd_schema}
+            "schema": cmd_schema, "ops": cmd_ops, "graph": cmd_graph, "train": cmd_train, "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

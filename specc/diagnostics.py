@@ -23,6 +23,11 @@ class Span(NamedTuple):
         return f"{self.path}:{self.line}:{self.column}"
 
 
+# For the few problems that are about the installation, not about any file (e.g. a missing optional
+# dependency): printed as `error[CODE]: message`, with no location.
+NOWHERE = Span("", 0, 0)
+
+
 def printable(text: str) -> str:
     """Text safe for a terminal and any encoding: control characters and lone surrogates from a
     hostile spec are shown as escapes, never sent raw (no screen clearing, no encoding crash)."""
@@ -39,6 +44,7 @@ class Diagnostic:
     span: Span
     hint: str | None = None
     severity: str = "error"
+    notes: tuple = ()  # (Span, text) pairs: related places, e.g. the block use an inner error came from
 
     def __post_init__(self):
         object.__setattr__(self, "message", printable(self.message))
@@ -48,15 +54,20 @@ class Diagnostic:
             object.__setattr__(self, "span", self.span._replace(path=printable(self.span.path)))
 
     def format_text(self) -> str:
-        text = f"{self.span}: {self.severity}[{self.code}]: {self.message}"
+        where = f"{self.span}: " if self.span != NOWHERE else ""
+        text = f"{where}{self.severity}[{self.code}]: {self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
+        for span, note in self.notes:
+            text += f"\n  note: {span}: {printable(note)}"
         return text
 
     def format_github(self) -> str:
         # Workflow commands: a hostile file name or message must not start a command of its own,
         # so data and property values are escaped as GitHub's toolkit does.
         message = f"[{self.code}] {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
+        if self.span == NOWHERE:
+            return f"::{self.severity} title=specc {self.code}::{_github_data(message)}"
         return (
             f"::{self.severity} file={_github_property(self.span.path)},line={self.span.line},"
             f"col={self.span.column},title=specc {self.code}::{_github_data(message)}"
@@ -71,6 +82,8 @@ class Diagnostic:
             "code": self.code,
             "message": self.message,
             "hint": self.hint,
+            **({"notes": [{"path": span.path, "line": span.line, "column": span.column, "message": note}
+                          for span, note in self.notes]} if self.notes else {}),
         }
 
 
@@ -120,12 +133,12 @@ class Diagnostics:
     def full(self) -> bool:
         return len(self.items) >= MAX_DIAGNOSTICS
 
-    def error(self, code: str, message: str, span: Span, hint=None) -> None:
+    def error(self, code: str, message: str, span: Span, hint=None, notes: tuple = ()) -> None:
         """`hint` may be a callable: it is only computed for a diagnostic that will be shown."""
         if self.full:
             self.dropped += 1
             return
-        self.add(Diagnostic(code, message, span, hint() if callable(hint) else hint))
+        self.add(Diagnostic(code, message, span, hint() if callable(hint) else hint, notes=tuple(notes)))
 
     def extend(self, diagnostics) -> None:
         for d in diagnostics:

@@ -59,29 +59,36 @@ def _run_onnx(model, feeds: dict) -> dict:
 
 
 def predict(model: str, input_path: str, weights: str | None = None, backend: str | None = None,
-            limits: Limits = DEFAULT_LIMITS) -> dict:
+            limits: Limits = DEFAULT_LIMITS, passes=None) -> dict:
+    """Run a spec or a build directory. On a spec, `passes` optimizes the graph first (None: none for
+    torch, which runs the graph as trained; the spec's pipeline for onnxruntime, as `build` would)."""
     if os.path.isdir(model):
         return _predict_build_dir(model, input_path, backend)
     from specc.build import resolve_weights
-    from specc.compiler import compile_spec
+    from specc.compiler import compile_spec, optimize, spec_pass_choice
     from specc.ir.analysis import check_memory_budget
 
-    graph = compile_spec(model, limits).graph
+    compiled = compile_spec(model, limits)
+    graph = compiled.graph
     declared = {v.name: (v.type.dtype, list(v.type.shape)) for v in graph.inputs}
     raw = read_inputs(input_path, list(declared))
     feeds = {n: conform(n, raw[n], *declared[n], input_path) for n in declared}
     batch = max(a.shape[0] for a in feeds.values())
     check_memory_budget(graph, limits.memory_budget, batch=batch, what="predict")
-    tensors, _ = resolve_weights(graph, weights)
-    if (backend or "torch") == "onnxruntime":
+    resolve_weights(graph, weights)
+    backend = backend or "torch"
+    if passes is None:
+        passes = spec_pass_choice(compiled.spec) if backend == "onnxruntime" else "none"
+    graph, _, _ = optimize(graph, passes)
+    if backend == "onnxruntime":
         from specc.codegen.onnx_export import to_onnx
 
-        return _run_onnx(to_onnx(graph, tensors, 17), feeds)
+        return _run_onnx(to_onnx(graph, None, compiled.spec.build["opset"]), feeds)
     import torch
 
     from specc.codegen.torch_module import to_torch
 
-    module = to_torch(graph, tensors).eval()
+    module = to_torch(graph).eval()
     with torch.no_grad():
         outputs = module(*[torch.from_numpy(feeds[v.name]) for v in graph.inputs])
     return {k: v.numpy() for k, v in outputs.items()}

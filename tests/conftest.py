@@ -6,6 +6,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPECS = os.path.join(ROOT, "specs")
 collect_ignore_glob = ["fuzz/*"]
+# Every pass run in the tests verifies the IR after it, naming the pass that broke it.
+os.environ.setdefault("SPECC_VERIFY_PASSES", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -210,10 +210,10 @@ def test_memory_budget_refuses_before_allocating(tmp_path, capsys):
 def test_unknown_pass_is_a_warning_not_an_error(tmp_path, capsys):
     spec = tmp_path / "p.yaml"
     spec.write_text("specc: 1\nname: p\ninputs: {x: {shape: [4]}}\nnetwork: [{dense: 2}]\n"
-                    "build: {passes: [-fold_constants]}\n")
+                    "build: {passes: [-fold_konstants]}\n")
     assert main(["validate", str(spec)]) == 0
     out = capsys.readouterr().out
-    assert f"{spec}:5:18: warning[W001]: pass `fold_constants` is not in this version's pipeline" in out
+    assert f"{spec}:5:18: warning[W001]: pass `fold_konstants` is not in this version's pipeline" in out
     assert out.rstrip().endswith(f"{spec}: ok")
 
 

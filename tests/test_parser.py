@@ -169,7 +169,6 @@ def test_pass_manager_verifies_and_names_the_broken_pass():
     from dataclasses import dataclass
 
     from conftest import SPECS
-    from specc.ir.graph import Node
     from specc.ir.verifier import VerificationError
     from specc.passes import Pass, PassManager, PassResult
 
@@ -178,10 +177,7 @@ def test_pass_manager_verifies_and_names_the_broken_pass():
         name = "drop_first_node"
 
         def run(self, graph):
-            node = graph.nodes[0]
-            graph.nodes[0] = Node(node.name, node.op, node.category, node.attrs, node.inputs,
-                                  node.output.__class__(node.output.name, node.output.type.with_shape(("N", 1))),
-                                  node.span)
+            graph.nodes.pop(0)  # behind the rewriter's back: its readers now read an undefined value
             return PassResult(graph, True)
 
     graph = compile_spec(os.path.join(SPECS, "lenet5.yaml"), Limits()).graph

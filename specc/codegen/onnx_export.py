@@ -16,8 +16,9 @@ from specc.codegen.lowerable import check_lowerable
 from specc.ir.graph import Graph
 from specc.ir.types import BATCH
 
-ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "uint8": TensorProto.UINT8,
-               "int64": TensorProto.INT64}
+ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16,
+               "int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "int32": TensorProto.INT32,
+               "int64": TensorProto.INT64, "bool": TensorProto.BOOL}
 DEFAULT_OPSET = 17
 
 
@@ -62,32 +63,55 @@ class OnnxGraphBuilder:
         return self.node("ReduceMean", [x], name, axes=list(axes), keepdims=1)
 
 
+def _rename_tensors(nodes: list, renamed: dict) -> None:
+    if not renamed:
+        return
+    for node in nodes:
+        for field in (node.input, node.output):
+            for i, name in enumerate(field):
+                if name in renamed:
+                    field[i] = renamed[name]
+
+
 def _value_info(name: str, tensor_type, batch_name: str = "batch"):
     dims = [batch_name if d == BATCH else d for d in tensor_type.shape]
     return helper.make_tensor_value_info(name, ONNX_DTYPES[tensor_type.dtype], dims)
 
 
-def to_onnx(graph: Graph, weights: dict, opset: int = DEFAULT_OPSET, metadata: dict | None = None) -> onnx.ModelProto:
+def to_onnx(graph: Graph, weights: dict | None = None, opset: int = DEFAULT_OPSET,
+            metadata: dict | None = None) -> onnx.ModelProto:
+    """The graph as an ONNX model; its data values become initializers (`weights`, name -> array,
+    overrides the graph's own data)."""
     check_lowerable(graph, "ONNX")
     g = OnnxGraphBuilder(opset)
-    names: dict[str, str] = {}
+    names: dict = {}
     for value in graph.inputs:
         g.names.add(value.name)
-        names[value.name] = value.name
+        names[value] = value.name
     for name in graph.outputs:
         g.names.add(name)  # reserve: outputs are named as the spec names them
-    for param in graph.params:
-        g.initializer(param, weights[param])
+    for name, value in graph.params.items():
+        array = weights[name] if weights is not None and name in weights else value.data.numpy()
+        g.initializer(name, array)
     for node in graph.nodes:
         g.label = node.name
-        xs = [names[v.name] for v in node.inputs]
-        params = {p.local: p.name for p in graph.node_params(node).values()}
-        names[node.output.name] = node.opdef.onnx(g, dict(node.attrs), xs, params,
-                                                  [v.type for v in node.inputs], node.output.type)
+        xs = [names[v] for v in node.inputs]
+        params = {local: p.name for local, p in node.params.items()}
+        result = node.opdef.onnx(g, dict(node.attrs), xs, params, [v.type for v in node.inputs],
+                                 node.output.type)
+        results = [result] if isinstance(result, str) else list(result)
+        names.update(zip(node.outputs, results))
     outputs = []
+    produced = {o for n in g.nodes for o in n.output}
+    renamed: dict = {}
     for out_name, value in graph.outputs.items():
-        g.nodes.append(helper.make_node("Identity", [names[value.name]], [out_name], name=f"output/{out_name}"))
+        tensor = names[value]
+        if tensor in produced and tensor not in renamed:
+            renamed[tensor] = out_name  # the producing node writes the output itself: no Identity node
+        else:  # an input, an initializer, or a tensor that is already another output
+            g.nodes.append(helper.make_node("Identity", [tensor], [out_name], name=f"output/{out_name}"))
         outputs.append(_value_info(out_name, value.type))
+    _rename_tensors(g.nodes, renamed)
     onnx_graph = helper.make_graph(g.nodes, graph.name, [_value_info(v.name, v.type) for v in graph.inputs],
                                    outputs, initializer=g.initializers)
     model = helper.make_model(onnx_graph, producer_name="specc", producer_version=__version__,

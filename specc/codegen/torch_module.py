@@ -1,4 +1,10 @@
-"""IR -> a PyTorch nn.Module that runs the graph node by node through each op's torch lowering."""
+"""IR -> a PyTorch nn.Module that runs the graph node by node through each op's torch lowering.
+
+Tensors are registered under positional keys (`t0`, `t1`, ...) and mapped
+back to their spec names (`conv_1.weight`, `deeper.sum.bias`) by a table:
+spec names may contain any character a layer name allows, and no mangling
+of them can merge two tensors. Everything outside the module speaks spec names.
+"""
 
 from __future__ import annotations
 
@@ -8,49 +14,68 @@ from torch import nn
 from specc.ir.graph import Graph
 
 
-def _key(name: str) -> str:
-    return name.replace(".", "__")  # nn.Module attribute names cannot contain dots
-
-
 class SpeccModule(nn.Module):
-    """Holds the spec's weights under their spec names (`conv_1.weight`) and returns a dict of outputs."""
+    """Holds the graph's data under its spec names and returns a dict of outputs."""
 
-    def __init__(self, graph: Graph, weights: dict):
+    def __init__(self, graph: Graph, weights: dict | None = None):
         super().__init__()
         self.graph = graph
-        self.params = nn.ParameterDict()
-        self.buffer_keys: dict[str, str] = {}
-        for name, info in graph.params.items():
-            tensor = torch.from_numpy(weights[name].copy())
-            if info.trainable:
-                self.params[_key(name)] = nn.Parameter(tensor)
+        self.keys: dict[str, str] = {}  # spec tensor name -> attribute key
+        for index, (name, value) in enumerate(graph.params.items()):
+            array = weights[name] if weights is not None and name in weights else value.data.numpy()
+            tensor = torch.from_numpy(array.copy())
+            key = f"t{index}"
+            if value.trainable:
+                self.register_parameter(key, nn.Parameter(tensor))
             else:
-                self.register_buffer("buf__" + _key(name), tensor)
-                self.buffer_keys[name] = "buf__" + _key(name)
-        self._plan = [(node, node.opdef, dict(node.attrs),
-                       {p.local: p.name for p in graph.node_params(node).values()}) for node in graph.nodes]
+                self.register_buffer(key, tensor)
+            self.keys[name] = key
+        self._plan = [(node, node.opdef, dict(node.attrs), {local: self.keys[p.name] for local, p in
+                                                             node.params.items()}) for node in graph.nodes]
 
-    def _tensor(self, name: str):
-        if name in self.buffer_keys:
-            return getattr(self, self.buffer_keys[name])
-        return self.params[_key(name)]
+    def tensor(self, name: str) -> torch.Tensor:
+        return getattr(self, self.keys[name])
 
     def forward(self, *inputs) -> dict:
         if len(inputs) != len(self.graph.inputs):
             raise ValueError(f"expected {len(self.graph.inputs)} inputs, got {len(inputs)}")
-        env = {v.name: x for v, x in zip(self.graph.inputs, inputs)}
-        for node, op, attrs, param_names in self._plan:
-            params = {local: self._tensor(full) for local, full in param_names.items()}
-            env[node.output.name] = op.torch_forward(attrs, params, [env[v.name] for v in node.inputs],
-                                                     self.training)
-        return {name: env[value.name] for name, value in self.graph.outputs.items()}
+        env = dict(zip(self.graph.inputs, inputs))
+        for node, op, attrs, keys in self._plan:
+            params = {local: getattr(self, key) for local, key in keys.items()}
+            result = op.torch_forward(attrs, params, [env[v] for v in node.inputs], self.training)
+            if len(node.outputs) == 1:
+                env[node.outputs[0]] = result
+            else:
+                env.update(zip(node.outputs, result))
+        return {name: env[value] for name, value in self.graph.outputs.items()}
+
+    # --- spec names -----------------------------------------------------
+    def spec_parameters(self):
+        """(spec tensor name, nn.Parameter) for every trainable tensor."""
+        for name, key in self.keys.items():
+            tensor = getattr(self, key)
+            if isinstance(tensor, nn.Parameter):
+                yield name, tensor
 
     def spec_state(self) -> dict:
         """name -> numpy array, under the spec's tensor names (what safetensors files hold)."""
-        return {name: self._tensor(name).detach().cpu().numpy() for name in self.graph.params}
+        return {name: getattr(self, key).detach().cpu().numpy() for name, key in self.keys.items()}
+
+    def load_spec_state(self, state: dict, strict: bool = True) -> None:
+        """Copy arrays (or tensors) given by spec name into the module."""
+        missing = [n for n in self.keys if n not in state]
+        unknown = [n for n in state if n not in self.keys]
+        if strict and (missing or unknown):
+            raise KeyError(f"state does not match the model: missing {missing[:5]}, unknown {unknown[:5]}")
+        with torch.no_grad():
+            for name, array in state.items():
+                if name in self.keys:
+                    target = getattr(self, self.keys[name])
+                    target.copy_(torch.as_tensor(array, dtype=target.dtype))
 
 
-def to_torch(graph: Graph, weights: dict) -> SpeccModule:
+def to_torch(graph: Graph, weights: dict | None = None) -> SpeccModule:
+    """The graph as a module; `weights` (name -> array) overrides the graph's own data."""
     from specc.codegen.lowerable import check_lowerable
 
     check_lowerable(graph, "torch")

@@ -7,26 +7,32 @@ weights, and adding a layer does not change the others' initial values.
 
 from __future__ import annotations
 
-import zlib
+import os
 
 from specc.diagnostics import Diagnostics, Span, error
 from specc.ir.graph import Graph
+from specc.ops.base import tensor_rng as _tensor_rng
 
 
 def tensor_rng(seed: int, name: str):
-    import numpy as np
-
-    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+    return _tensor_rng(seed, name)
 
 
 def init_weights(graph: Graph) -> dict:
-    nodes = {n.name: n for n in graph.nodes}
-    weights = {}
-    for name, info in graph.params.items():
-        node = nodes[info.node]
-        weights[name] = node.opdef.init_tensor(dict(node.attrs), info.local, info.shape,
-                                               tensor_rng(graph.seed, name))
-    return weights
+    """name -> array of every data value of the graph (its initial values, or what was loaded into it)."""
+    return {name: value.data.numpy() for name, value in graph.params.items()}
+
+
+def load_weights_into(graph: Graph, path: str) -> dict:
+    """Read a safetensors file, check it against the graph and make it the graph's data.
+    Returns the provenance for the manifest."""
+    from specc.ir.tensor import TensorData
+
+    tensors = load_weights(path, graph)
+    for name, value in graph.params.items():
+        if name in tensors:
+            value.data = TensorData(value.shape, value.type.dtype, array=tensors[name], source="file")
+    return {"source": "file", "path": os.path.basename(path)}
 
 
 def load_weights(path: str, graph: Graph) -> dict:
@@ -46,22 +52,23 @@ def load_weights(path: str, graph: Graph) -> dict:
         raise error("E080", f"{shown} is not a readable safetensors file ({type(exc).__name__})", Span(shown),
                     "weights are stored as .safetensors (see `specc build --weights`)") from None
     diags = Diagnostics()
-    for name, info in graph.params.items():
+    expected = {name: info for name, info in graph.params.items() if info.kind != "const"}
+    for name, info in expected.items():
         tensor = tensors.get(name)
         if tensor is None:
             diags.error("E080", f"weights file {shown} has no tensor `{name}` ({list(info.shape)}) "
-                        f"for layer `{info.node}`", info.span)
+                        f"for layer `{info.owner}`", info.span)
         elif tuple(tensor.shape) != info.shape:
             diags.error("E080", f"tensor `{name}` in {shown} has shape {list(tensor.shape)}, but layer "
-                        f"`{info.node}` needs {list(info.shape)}", info.span)
+                        f"`{info.owner}` needs {list(info.shape)}", info.span)
         elif not np.issubdtype(tensor.dtype, np.floating):
             diags.error("E080", f"tensor `{name}` in {shown} has dtype {tensor.dtype}; a float type is needed",
                         info.span)
-    for name in sorted(set(tensors) - set(graph.params)):
+    for name in sorted(set(tensors) - set(expected)):
         diags.error("E080", f"weights file {shown} has tensor `{name}`, which no layer of the spec uses",
                     Span(shown), "was the file saved from another spec?")
     diags.raise_if_errors()
-    return {name: np.ascontiguousarray(tensors[name], dtype=np.float32) for name in graph.params}
+    return {name: np.ascontiguousarray(tensors[name], dtype=np.float32) for name in expected}
 
 
 def save_weights(path: str, weights: dict, metadata: dict | None = None) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from specc.diagnostics import Diagnostics, Span, SpeccError, did_you_mean, error
-from specc.ir.graph import Graph, Node, ParamInfo, Value, freeze
+from specc.ir.graph import Graph, Node, Value, data_value, freeze
+from specc.ir.tensor import TensorData
 from specc.ir.types import BATCH, TensorType, shape_str
 from specc.limits import Limits
 from specc.ops import REGISTRY, STEPS, ShapeError
-from specc.ops.base import ACTIVATIONS
+from specc.ops.base import ACTIVATIONS, tensor_rng
 from specc.lang.located import Map, Scalar, Seq, kind_name, short, single_entry
 from specc.parser.spec import META_KEYS, Spec
 from specc.parser.substitute import is_failed, substitute_tree
@@ -25,6 +26,11 @@ LAYER_NAME = Str(r"[A-Za-z_][A-Za-z0-9_-]*", 100)
 REFERENCE = Str(r"[A-Za-z_][A-Za-z0-9_.-]*", 300)  # may name `<block use>.<inner>`
 FROM = Union((REFERENCE, ListOf(REFERENCE, 1, 64)))
 POISON = Value("<failed>", TensorType("float32", ()))  # the output of a layer that could not be built
+
+
+def init_recipe(op, attrs: dict, local: str, shape: tuple, seed: int, name: str):
+    """The deferred initial value of one tensor: nothing (not even numpy) runs until it is asked for."""
+    return lambda: op.init_tensor(attrs, local, shape, tensor_rng(seed, name))
 
 
 @dataclass
@@ -61,20 +67,23 @@ class _Builder:
         self.taken: dict[str, Span] = {}  # node name -> where it was defined
         self.repeats: list[Span] = []     # the `repeat`s being expanded, outermost first
         self.read_cache: dict = {}        # (layer node, index, parameter values) -> _Layer: blocks reuse layers
+        self.block_uses: set = set()      # full names of block uses (they make no node of their own)
+        self.use_stack: list = []         # (use path, block name, span) of the block uses being expanded
 
     # --- entry and exit -------------------------------------------------
     def build(self) -> None:
         scope: dict[str, Value] = {}
         first = None
         for index, decl in enumerate(self.spec.inputs):
-            value = Value(decl.name, TensorType(decl.dtype, (BATCH,) + tuple(decl.shape)))
-            self.graph.inputs.append(value)
+            value = self.graph.add_input(Value(decl.name, TensorType(decl.dtype, (BATCH,) + tuple(decl.shape)),
+                                               "input", span=decl.span))
             self.taken[decl.name] = decl.span
             if decl.layout == "NHWC":
                 value = self.add_node(f"{decl.name}.to_channels_first", "to_channels_first", "internal", {},
                                       [value], decl.span, decl.name)
             if decl.dtype in ("uint8", "float16"):
-                value = self.add_node(f"{decl.name}.cast", "cast", "internal", {}, [value], decl.span, decl.name)
+                value = self.add_node(f"{decl.name}.cast", "cast", "internal", {"to": "float32"}, [value], decl.span,
+                                      decl.name)
             if index == 0:
                 value = self.preprocess(value, decl.span)
                 first = value
@@ -125,7 +134,15 @@ class _Builder:
                 name = layer.name if layer.repeat == 1 else f"{layer.name}.{copy}"
                 full = prefix + name
                 if layer.op in self.spec.blocks:
-                    out, inner = self.use_block(layer, full, inputs, params, stack)
+                    if not self.claim(full, prefix + layer.name, layer.name_span):
+                        out, inner = POISON, {}
+                    else:
+                        self.block_uses.add(full)
+                        self.use_stack.append((full, layer.op, layer.op_span))
+                        try:
+                            out, inner = self.use_block(layer, full, inputs, params, stack)
+                        finally:
+                            self.use_stack.pop()
                     for inner_name, value in inner.items():
                         defined[f"{name}.{inner_name}"] = value
                         visible[f"{name}.{inner_name}"] = value
@@ -138,6 +155,7 @@ class _Builder:
             if layer.repeat > 1:
                 self.repeats.pop()
                 defined[layer.name] = visible[layer.name] = inputs[0]
+                self.taken.setdefault(prefix + layer.name, layer.name_span)  # `<name>` refers to the last copy
             previous = inputs[0]
         return previous, defined
 
@@ -235,7 +253,8 @@ class _Builder:
             self.diags.error("E024", f"layer `{layer.name}` ({layer.op}) takes {want}, got {len(inputs)}",
                              span, "list the inputs in `from: [a, b]`" if lo > 1 else "remove the extra `from` names")
             return POISON
-        return self.add_node(full, layer.op, "layer", attrs, inputs, layer.op_span, full, layer.name,
+        shown = full if layer.repeat == 1 else full[:full.rfind(".")]  # copies are reported as the layer
+        return self.add_node(full, layer.op, "layer", attrs, inputs, layer.op_span, full, shown,
                              args=layer.args, name_span=layer.name_span)
 
     def add_node(self, name, op_name, category, attrs, inputs, span, layer, shown=None, args=None,
@@ -247,33 +266,53 @@ class _Builder:
             where = self.repeats[0] if self.repeats else span  # the outermost multiplier, if any
             raise error("E090", f"the network expands to more than {self.limits.max_layers:,} layers",
                         where, "lower `repeat` counts, or pass --trusted for a spec you trust")
-        if name in self.taken:
-            first = self.taken[name]
-            what = "an input" if any(v.name == name for v in self.graph.inputs) else "a layer"
-            self.diags.error("E022", f"duplicate layer name `{shown or name}`: {what} of that name is defined at "
-                             f"line {first.line}", name_span or span, "each layer name must be unique")
+        if not self.claim(name, shown, name_span or span):
             return POISON
-        self.taken[name] = name_span or span
         op = REGISTRY[op_name] if category == "layer" else STEPS[category][op_name]
         itypes = [v.type for v in inputs]
         try:
-            out_type = op.infer(attrs, itypes)
+            out_types = op.infer(attrs, itypes)
             params = op.param_shapes(attrs, itypes)
             buffers = op.buffer_shapes(attrs, itypes)
+            attrs = {**attrs, **op.resolve(attrs, itypes)}
         except ShapeError as exc:
             got = ", ".join(shape_str(t.shape) for t in itypes)
             if exc.arg and isinstance(args, Map) and exc.arg in args:
                 span = args.get(exc.arg).span
             self.diags.error(exc.code, f"layer `{shown or name}` ({op_name}): {exc.message} "
-                             f"[input shape{'s' if len(itypes) > 1 else ''} {got}]", span, exc.hint)
+                             f"[input shape{'s' if len(itypes) > 1 else ''} {got}]", span, exc.hint,
+                             notes=self.use_notes())
             return POISON
-        output = Value(name, out_type)
-        self.graph.nodes.append(Node(name, op_name, category, freeze(attrs), tuple(inputs), output, span, layer))
-        for local, shape in params.items():
-            self.graph.params[f"{name}.{local}"] = ParamInfo(f"{name}.{local}", name, local, tuple(shape), True, span)
-        for local, shape in buffers.items():
-            self.graph.params[f"{name}.{local}"] = ParamInfo(f"{name}.{local}", name, local, tuple(shape), False, span)
-        return output
+        if not isinstance(out_types, (tuple, list)):
+            out_types = (out_types,)
+        outputs = [Value(name if i == 0 else f"{name}:{i}", t) for i, t in enumerate(out_types)]
+        const = getattr(op, "const_params", ())
+        data = {}
+        for local, shape in {**params, **buffers}.items():
+            kind = "param" if local in params else "const" if local in const else "buffer"
+            full = f"{name}.{local}"
+            recipe = init_recipe(op, attrs, local, tuple(shape), self.graph.seed, full)
+            data[local] = data_value(full, tuple(shape), kind, TensorData(tuple(shape), recipe=recipe), span)
+        self.graph.append(Node(name, op, category, freeze(attrs), inputs, outputs, span, layer, params=data))
+        return outputs[0]
+
+    def claim(self, name: str, shown: str | None, span: Span) -> bool:
+        """Take a layer (or block use) name; a name taken before is E022, pointing at both places."""
+        if name in self.taken:
+            first = self.taken[name]
+            what = "an input" if any(v.name == name for v in self.graph.inputs) else "a layer"
+            if name in self.block_uses:
+                what = "a block use"
+            self.diags.error("E022", f"duplicate layer name `{shown or name}`: {what} of that name is defined at "
+                             f"line {first.line}", span, "each layer name must be unique", notes=self.use_notes())
+            return False
+        self.taken[name] = span
+        return True
+
+    def use_notes(self) -> tuple:
+        """Where the enclosing block uses are written, innermost first: an error inside a block
+        is about one of its uses."""
+        return tuple((span, f"in `{use}`, a use of block `{block}`") for use, block, span in reversed(self.use_stack))
 
     # --- blocks ---------------------------------------------------------
     def use_block(self, layer: _Layer, full: str, inputs: list, params: dict, stack: tuple):

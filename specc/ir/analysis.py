@@ -19,6 +19,7 @@ class LayerCost:
     buffers: int       # non-trainable state (running statistics)
     macs: int          # per example
     span: object
+    layer: str = ""    # the spec layer (or block use path) the node came from
 
 
 def layer_costs(graph: Graph) -> list[LayerCost]:
@@ -30,19 +31,20 @@ def layer_costs(graph: Graph) -> list[LayerCost]:
             node.name, node.op, node.category, node.output.type.shape,
             sum(p.size for p in own.values() if p.trainable),
             sum(p.size for p in own.values() if not p.trainable),
-            node.opdef.macs(dict(node.attrs), itypes, node.output.type), node.span))
+            node.opdef.macs(dict(node.attrs), itypes, node.output.type), node.span, node.layer))
     return costs
 
 
 def weight_bytes(graph: Graph) -> int:
-    return sum(p.size for p in graph.params.values()) * 4
+    return sum(p.size * DTYPE_BYTES.get(p.type.dtype, 4) for p in graph.params.values())
 
 
 def activation_bytes(graph: Graph, batch: int = 1) -> int:
     """Bytes of every intermediate tensor for `batch` examples (an upper bound; runtimes reuse buffers)."""
     total = sum(static_elements(v.type.features) * DTYPE_BYTES[v.type.dtype] for v in graph.inputs)
     for node in graph.nodes:
-        total += static_elements(node.output.type.features) * DTYPE_BYTES.get(node.output.type.dtype, 4)
+        for value in node.outputs:
+            total += static_elements(value.type.features) * DTYPE_BYTES.get(value.type.dtype, 4)
     return total * batch
 
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DTYPES = ("float32", "float16", "uint8", "int64")
-DTYPE_BYTES = {"float32": 4, "float16": 2, "uint8": 1, "int64": 8}
+# Element types of IR values. Inputs of a spec take the first four; the others appear inside the
+# graph (int8/int32 for quantization, bool for masks, bfloat16 for mixed precision).
+INPUT_DTYPES = ("float32", "float16", "uint8", "int64")
+DTYPES = ("float32", "float16", "bfloat16", "int8", "uint8", "int32", "int64", "bool")
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1, "int32": 4, "int64": 8, "bool": 1}
+FLOAT_DTYPES = ("float32", "float16", "bfloat16")
 BATCH = "N"
 
 Dim = int | str

@@ -29,6 +29,7 @@ class Conv(OpDef):
     name = "conv"
     doc = "convolution over 1, 2 or 3 spatial axes: (N, C, *S) -> (N, filters, *S')"
     primary = "filters"
+    resolved_from = ("kernel", "stride", "padding", "dilation")  # kept in attrs as kernel_shape/strides/pads
     fields = {
         "filters": Field(Int(1), REQUIRED, "output channels"),
         "kernel": Field(SIZES, 3, "kernel size: an int or one per spatial axis"),
@@ -48,6 +49,11 @@ class Conv(OpDef):
         dilation = positive_spatial(attrs["dilation"], rank, "dilation")
         pads = resolve_padding(attrs["padding"], x, kernel, stride, dilation)
         return kernel, stride, dilation, pads
+
+    def resolve(self, attrs, inputs):
+        kernel, stride, dilation, pads = self.geometry(attrs, inputs[0])
+        return {"kernel_shape": list(kernel), "strides": list(stride), "dilations": list(dilation),
+                "pads": [b for b, _ in pads] + [e for _, e in pads]}  # ONNX order: all begins, then all ends
 
     def infer(self, attrs, inputs):
         x = inputs[0]
@@ -77,29 +83,26 @@ class Conv(OpDef):
         return elements(output) * math.prod(weight[1:])
 
     def torch_forward(self, attrs, params, xs, training):
-        import torch.nn.functional as F
-
-        x = xs[0]
-        rank = x.dim() - 2
-        kernel = positive_spatial(attrs["kernel"], rank, "kernel")
-        stride = positive_spatial(attrs["stride"], rank, "stride")
-        dilation = positive_spatial(attrs["dilation"], rank, "dilation")
-        from specc.ir.types import TensorType
-
-        pads = resolve_padding(attrs["padding"], TensorType("float32", tuple(x.shape)), kernel, stride, dilation)
-        if any(b != e for b, e in pads):  # asymmetric `same`: pad explicitly, F.pad lists the last axis first
-            x = F.pad(x, [p for pair in reversed(pads) for p in pair])
-            padding = 0
-        else:
-            padding = tuple(b for b, _ in pads)
-        conv = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
-        y = conv(x, params["weight"], params.get("bias"), stride, padding, dilation, attrs["groups"])
-        return torch_activation(attrs["activation"], y)
+        return torch_activation(attrs["activation"], conv_forward(attrs, xs[0], params["weight"], params.get("bias")))
 
     def onnx(self, g, attrs, xs, params, itypes, otype):
-        kernel, stride, dilation, pads = self.geometry(attrs, itypes[0])
         inputs = [xs[0], params["weight"]] + ([params["bias"]] if "bias" in params else [])
-        y = g.node("Conv", inputs, g.label + "/Conv", kernel_shape=list(kernel), strides=list(stride),
-                   dilations=list(dilation), group=attrs["groups"],
-                   pads=[b for b, _ in pads] + [e for _, e in pads])
+        y = g.node("Conv", inputs, g.label + "/Conv", kernel_shape=attrs["kernel_shape"], strides=attrs["strides"],
+                   dilations=attrs["dilations"], group=attrs["groups"], pads=attrs["pads"])
         return onnx_activation(g, attrs["activation"], y, g.label + "/" + attrs["activation"])
+
+
+def conv_forward(attrs, x, weight, bias):
+    """torch convolution from the resolved geometry (`pads` in ONNX order)."""
+    import torch.nn.functional as F
+
+    pads = attrs["pads"]
+    rank = len(pads) // 2
+    begins, ends = pads[:rank], pads[rank:]
+    if begins != ends:  # asymmetric `same`: pad explicitly; F.pad lists the last axis first
+        x = F.pad(x, [p for i in reversed(range(rank)) for p in (begins[i], ends[i])])
+        padding = 0
+    else:
+        padding = tuple(begins)
+    conv = (F.conv1d, F.conv2d, F.conv3d)[rank - 1]
+    return conv(x, weight, bias, tuple(attrs["strides"]), padding, tuple(attrs["dilations"]), attrs["groups"])

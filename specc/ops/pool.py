@@ -11,6 +11,7 @@ from specc.lang.argtypes import REQUIRED, Field, Float, Int, ListOf, Union
 
 class _WindowPool(OpDef):
     primary = "size"
+    resolved_from = ("size", "stride", "padding")  # kept in attrs as kernel_shape/strides/pads
     fields = {
         "size": Field(SIZES, REQUIRED, "window size: an int or one per spatial axis"),
         "stride": Field(Union((SIZES, )), None, "stride (default: the window size)"),
@@ -25,6 +26,10 @@ class _WindowPool(OpDef):
             if p > k // 2:  # torch and ONNX Runtime both refuse pads over half the window
                 raise ShapeError(f"padding {p} is more than half the window {k}", f"use padding <= {k // 2}")
         return size, stride, padding
+
+    def resolve(self, attrs, inputs):
+        size, stride, padding = self.geometry(attrs, spatial_rank(inputs[0], self.name))
+        return {"kernel_shape": list(size), "strides": list(stride), "pads": list(padding) * 2}
 
     def infer(self, attrs, inputs):
         x = inputs[0]
@@ -43,17 +48,16 @@ class _WindowPool(OpDef):
 
         x = xs[0]
         rank = x.dim() - 2
-        size, stride, padding = self.geometry(attrs, rank)
+        size, stride, padding = attrs["kernel_shape"], attrs["strides"], attrs["pads"][:rank]
         if self.name == "maxpool":
             return (F.max_pool1d, F.max_pool2d, F.max_pool3d)[rank - 1](x, size, stride, padding)
         return (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[rank - 1](x, size, stride, padding)
 
     def onnx(self, g, attrs, xs, params, itypes, otype):
-        size, stride, padding = self.geometry(attrs, itypes[0].rank - 2)
         extra = {"count_include_pad": 1} if self.name == "avgpool" else {}  # torch's default
         op = "MaxPool" if self.name == "maxpool" else "AveragePool"
-        return g.node(op, xs, g.label, kernel_shape=list(size), strides=list(stride),
-                      pads=list(padding) * 2, **extra)
+        return g.node(op, xs, g.label, kernel_shape=attrs["kernel_shape"], strides=attrs["strides"],
+                      pads=attrs["pads"], **extra)
 
 
 @register

@@ -6,6 +6,7 @@ lowerings against a NumPy transcription of them.
 
 from __future__ import annotations
 
+import math
 
 from specc.ir.types import TensorType, is_static, shape_str
 from specc.ops.base import OpDef, ShapeError, elements, register
@@ -280,41 +281,86 @@ class CenterCrop(_Step):
 FROM_TRAIN = Field(Enum(("train",)), "train", "fitted on the training set by `specc train`")
 
 
+MAX_ZCA_FEATURES = 4096  # the whitening matrix is D x D floats: 64 MiB at this size
+
+
+def _static_features(x: TensorType, op: str) -> tuple:
+    if not all(is_static(d) for d in x.features):
+        raise ShapeError(f"`{op}` is fitted per input value and needs a static input shape, got {shape_str(x.shape)}",
+                         "give the input a fixed shape")
+    return tuple(x.features)
+
+
 @register
 class MeanImage(_Step):
+    """x - mean, with `mean` (the input's feature shape) fitted on the training set by `specc train`
+    (specc/train/fitted.py) and stored with the weights; unfitted it is zero, the identity."""
+
     name = "mean_image"
     doc = "subtract the per-pixel mean of the training set (fitted by `specc train`)"
-    lowered = False
     fields = {"from": FROM_TRAIN}
+
+    def buffer_shapes(self, attrs, inputs):
+        return {"mean": _static_features(inputs[0], "mean_image")}
+
+    def macs(self, attrs, inputs, output):
+        return elements(output)
+
+    def torch_forward(self, attrs, params, xs, training):
+        return xs[0] - params["mean"]
+
+    def onnx(self, g, attrs, xs, params, itypes, otype):
+        return g.node("Sub", [xs[0], params["mean"]], g.label)
 
 
 @register
 class Zca(_Step):
+    """ZCA whitening: flatten each example to D values, x' = (x - mean) W with W = U diag(1/sqrt(S + eps)) U^T
+    from the eigendecomposition U S U^T of the training set's covariance, then restore the shape. `mean` (D,)
+    and `whiten` (D, D) are fitted by `specc train` and stored with the weights; unfitted: zero and identity."""
+
     name = "zca"
     doc = "ZCA whitening fitted on the training set (fitted by `specc train`)"
-    lowered = False
     fields = {"eps": Field(Float(0, min_open=True), 1e-2, "regularizer of the covariance"), "from": FROM_TRAIN}
+
+    def features(self, x: TensorType) -> int:
+        d = math.prod(_static_features(x, "zca"))
+        if d > MAX_ZCA_FEATURES:
+            raise ShapeError(f"`zca` whitens the flattened input with a {d}x{d} matrix; at most "
+                             f"{MAX_ZCA_FEATURES} values per example are supported",
+                             "`resize` or `center_crop` the images first, or use `gcn`/`normalize`")
+        return d
+
+    def buffer_shapes(self, attrs, inputs):
+        d = self.features(inputs[0])
+        return {"mean": (d,), "whiten": (d, d)}
+
+    def init_tensor(self, attrs, pname, shape, rng):
+        import numpy as np
+
+        return np.eye(shape[0], dtype=np.float32) if pname == "whiten" else np.zeros(shape, np.float32)
+
+    def macs(self, attrs, inputs, output):
+        return elements(output) ** 2 + elements(output)
+
+    def torch_forward(self, attrs, params, xs, training):
+        x = xs[0]
+        flat = x.reshape(x.shape[0], -1) - params["mean"]
+        return (flat @ params["whiten"]).reshape(x.shape)
+
+    def onnx(self, g, attrs, xs, params, itypes, otype):
+        import numpy as np
+
+        label, features = g.label, list(itypes[0].features)
+        flat = g.node("Reshape", [xs[0], g.const(np.array([-1, math.prod(features)], np.int64), label + "_flat")],
+                      label + "/flatten")
+        centered = g.node("Sub", [flat, params["mean"]], label + "/centered")
+        whitened = g.node("MatMul", [centered, params["whiten"]], label + "/whiten")
+        return g.node("Reshape", [whitened, g.const(np.array([-1] + features, np.int64), label + "_shape")], label)
 
 
 class _Internal(OpDef):
     category = "internal"
-
-
-@register
-class CastToFloat(_Internal):
-    name = "cast"
-    doc = "converts an integer or half-precision input to float32"
-
-    def infer(self, attrs, inputs):
-        return TensorType("float32", inputs[0].shape)
-
-    def torch_forward(self, attrs, params, xs, training):
-        import torch
-
-        return xs[0].to(torch.float32)
-
-    def onnx(self, g, attrs, xs, params, itypes, otype):
-        return g.node("Cast", xs, g.label, to=1)  # 1 = TensorProto.FLOAT
 
 
 @register

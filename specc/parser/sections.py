@@ -6,7 +6,7 @@ implemented by `specc train` and `specc build`.
 
 from __future__ import annotations
 
-from specc.ir.types import DTYPES
+from specc.ir.types import INPUT_DTYPES
 from specc.lang.argtypes import (REQUIRED, AnyValue, Bool, DictOf, Enum, Field, Float, Int, ListOf, OneKey,
                                 Record, Str, Union)
 
@@ -16,7 +16,7 @@ DIM = Union((Int(1), Str(r"[A-Za-z_][A-Za-z0-9_]*")))
 INPUT = Record({
     "shape": Field(ListOf(DIM, 1, 8), REQUIRED, "shape without the batch axis, in the input's layout; "
                    "a name is a symbolic dimension"),
-    "dtype": Field(Enum(DTYPES), "float32", "element type"),
+    "dtype": Field(Enum(INPUT_DTYPES), "float32", "element type"),
     "layout": Field(Enum(("NCHW", "NHWC")), "NCHW", "NHWC inputs are transposed once at the model's entry"),
     "description": Field(Str(), None, "free text"),
 }, "an input description")

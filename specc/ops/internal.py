@@ -1,0 +1,222 @@
+"""Internal ops: made by the front end and by passes, never written in a spec.
+
+Constant (data folded by a pass), Gemm and MatMul (what fusion produces),
+QuantizeLinear/DequantizeLinear (the symmetric int8 pairs precision passes
+place). Each declares shapes and both lowerings like every other op, so any
+graph a pass makes can still be trained, run and exported.
+"""
+
+from __future__ import annotations
+
+from specc.ir.types import TensorType, is_static, shape_str
+from specc.lang.argtypes import Bool, Enum, Field, Int, ListOf
+from specc.ops.activations import onnx_activation, torch_activation
+from specc.ops.base import ACTIVATION, OpDef, ShapeError, elements, register
+
+ONNX_TYPE_CODES = {"float32": 1, "uint8": 2, "int8": 3, "int32": 6, "int64": 7, "bool": 9, "float16": 10,
+                   "bfloat16": 16}
+TORCH_DTYPES = ("float32", "float16", "bfloat16", "int8", "uint8", "int32", "int64", "bool")
+
+
+class _Internal(OpDef):
+    category = "internal"
+    const_params: tuple = ()  # data this op holds that is made by the compiler (kind `const`)
+
+
+@register
+class Cast(_Internal):
+    name = "cast"
+    doc = "converts a value to another element type (inputs to float32; precision borders)"
+    fields = {"to": Field(Enum(TORCH_DTYPES), "float32", "target type")}
+
+    def infer(self, attrs, inputs):
+        return TensorType(attrs["to"], inputs[0].shape)
+
+    def torch_forward(self, attrs, params, xs, training):
+        import torch
+
+        return xs[0].to(getattr(torch, attrs["to"]))
+
+    def onnx(self, g, attrs, xs, params, itypes, otype):
+        return g.node("Cast", xs, g.label, to=ONNX_TYPE_CODES[attrs["to"]])
+
+
+@register
+class Constant(_Internal):
+    name = "constant"
+    doc = "a tensor computed at compile time (no batch axis; broadcasts against batched values)"
+    arity = (0, 0)
+    const_params = ("value",)
+    fields = {"shape": Field(ListOf(Int(1)), None, "shape"), "dtype": Field(Enum(TORCH_DTYPES), "float32", "type")}
+
+    def infer(self, attrs, inputs):
+        return TensorType(attrs["dtype"], tuple(attrs["shape"]))
+
+    def buffer_shapes(self, attrs, inputs):
+        return {"value": tuple(attrs["shape"])}
+
+    def torch_forward(self, attrs, params, xs, training):
+        return params["value"]
+
+    def onnx(self, g, attrs, xs, params, itypes, otype):
+        return params["value"]
+
+
+@register
+class Gemm(_Internal):
+    name = "gemm"
+    doc = "y = x W^T + b on (N, K) inputs, W laid out (units, K) as `dense` stores it"
+    fields = {"units": Field(Int(1), None, "output features"), "bias": Field(Bool(), True, "add a bias"),
+              "activation": ACTIVATION}
+
+    def infer(self, attrs, inputs):
+        x = inputs[0]
+        if x.rank != 2 or not is_static(x.shape[1]):
+            raise ShapeError(f"`gemm` needs a 2-D input with a static feature axis, got {shape_str(x.shape)}")
+        return x.with_shape((x.shape[0], attrs["units"]))
+
+    def param_shapes(self, attrs, inputs):
+        shapes = {"weight": (attrs["units"], inputs[0].shape[1])}
+        if attrs["bias"]:
+            shapes["bias"] = (attrs["units"],)
+        return shapes
+
+    def macs(self, attrs, inputs, output):
+        return attrs["units"] * inputs[0].shape[1]
+
+    def torch_forward(self, attrs, params, xs, training):
+        import torch.nn.functional as F
+
+        return torch_activation(attrs["activation"], F.linear(xs[0], params["weight"], params.get("bias")))
+
+    def onnx(self, g, attrs, xs, params, itypes, otype):
+        inputs = [xs[0], params["weight"]] + ([params["bias"]] if "bias" in params else [])
+        y = g.node("Gemm", inputs, g.label + "/Gemm", transB=1)
+        return onnx_activation(g, attrs["activation"], y, g.label + "/" + attrs["activation"])
+
+
+def broadcast(a: tuple, b: tuple, what: str) -> tuple:
+    """NumPy broadcasting of two shapes (symbols must match exactly or meet a 1)."""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            raise ShapeError(f"`{what}`: shapes {shape_str(a)} and {shape_str(b)} do not broadcast")
+    return tuple(reversed(out))
+
+
+@register
+class MatMul(_Internal):
+    name = "matmul"
+    doc = "matrix product with NumPy broadcasting of the leading axes"
+    arity = (2, 2)
+
+    def infer(self, attrs, inputs):
+        a, b = inputs
+        if a.rank < 2 or b.rank < 2:
+            raise ShapeError("`matmul` needs inputs of rank >= 2")
+        if a.shape[-1] != b.shape[-2]:
+            raise ShapeError(f"`matmul`: {shape_str(a.shape)} @ {shape_str(b.shape)} do not match")
+        lead = broadcast(a.shape[:-2], b.shape[:-2], "matmul")
+        return TensorType(a.dtype, lead + (a.shape[-2], b.shape[-1]))
+
+    def macs(self, attrs, inputs, output):
+        k = inputs[0].shape[-1]
+        return elements(output) * (k if is_static(k) else 1)
+
+    def torch_forward(self, attrs, params, xs, training):
+        import torch
+
+        return torch.matmul(xs[0], xs[1])
+
+    def onnx(self, g, attrs, xs, params, itypes, otype):
+        return g.node("MatMul", xs, g.label + "/MatMul")
+
+
+def _quant_shape(x: TensorType, axis):
+    if axis is None:
+        return ()
+    if not -x.rank <= axis < x.rank or not is_static(x.shape[axis]):
+        raise ShapeError(f"quantization axis {axis} is not a static axis of {shape_str(x.shape)}")
+    return (x.shape[axis],)
+
+
+def _torch_scale(attrs, scale, rank):
+    """Per-channel scales reshaped to broadcast along `axis`."""
+    axis = attrs["axis"]
+    if axis is None:
+        return scale
+    shape = [1] * rank
+    shape[axis] = -1
+    return scale.reshape(shape)
+
+
+QUANT_FIELDS = {"axis": Field(Int(), None, "per-channel axis (none: per tensor)"),
+                "dtype": Field(Enum(("int8", "uint8")), "int8", "quantized type")}
+
+
+@register
+class QuantizeLinear(_Internal):
+    name = "quantize_linear"
+    doc = "q = saturate(round(x / scale) + zero_point); specc places symmetric pairs (zero_point 0)"
+    fields = QUANT_FIELDS
+    const_params = ("scale", "zero_point")
+
+    def infer(self, attrs, inputs):
+        _quant_shape(inputs[0], attrs["axis"])
+        return TensorType(attrs["dtype"], inputs[0].shape)
+
+    def buffer_shapes(self, attrs, inputs):
+        shape = _quant_shape(inputs[0], attrs["axis"])
+        return {"scale": shape, "zero_point": shape}
+
+    def torch_forward(self, attrs, params, xs, training):
+        import torch
+
+        lo, hi = (-128, 127) if attrs["dtype"] == "int8" else (0, 255)
+        scale = _torch_scale(attrs, params["scale"], xs[0].dim())
+        zero = _torch_scale(attrs, params["zero_point"].to(torch.float32), xs[0].dim())
+        q = torch.clamp(torch.round(xs[0] / scale) + zero, lo, hi)
+        return q.to(torch.int8 if attrs["dtype"] == "int8" else torch.uint8)
+
+    def onnx(self, g, attrs, xs, params, itypes, otype):
+        extra = {} if attrs["axis"] is None else {"axis": attrs["axis"]}
+        return g.node("QuantizeLinear", [xs[0], params["scale"], params["zero_point"]], g.label, **extra)
+
+
+@register
+class DequantizeLinear(_Internal):
+    name = "dequantize_linear"
+    doc = "x = (q - zero_point) * scale; the quantized operand is an input, or held data (`q`) for weights"
+    fields = {**QUANT_FIELDS, "shape": Field(ListOf(Int(1)), None, "shape of held data")}
+    arity = (0, 1)
+    const_params = ("q", "scale", "zero_point")
+
+    def infer(self, attrs, inputs):
+        if inputs:
+            _quant_shape(inputs[0], attrs["axis"])
+            return TensorType("float32", inputs[0].shape)
+        return TensorType("float32", tuple(attrs["shape"]))
+
+    def buffer_shapes(self, attrs, inputs):
+        shape = _quant_shape(inputs[0] if inputs else TensorType("int8", tuple(attrs["shape"])), attrs["axis"])
+        held = {} if inputs else {"q": tuple(attrs["shape"])}
+        return {**held, "scale": shape, "zero_point": shape}
+
+    def torch_forward(self, attrs, params, xs, training):
+        import torch
+
+        q = xs[0] if xs else params["q"]
+        scale = _torch_scale(attrs, params["scale"], q.dim())
+        zero = _torch_scale(attrs, params["zero_point"].to(torch.float32), q.dim())
+        return (q.to(torch.float32) - zero) * scale
+
+    def onnx(self, g, attrs, xs, params, itypes, otype):
+        extra = {} if attrs["axis"] is None else {"axis": attrs["axis"]}
+        q = xs[0] if xs else params["q"]
+        return g.node("DequantizeLinear", [q, params["scale"], params["zero_point"]], g.label, **extra)
