@@ -19,7 +19,7 @@ from importlib import metadata
 
 from specc import __version__
 from specc.compiler import compile_spec
-from specc.diagnostics import Span, error
+from specc.diagnostics import Span, SpeccError, error
 from specc.ir.analysis import check_memory_budget, weight_bytes
 from specc.ir.graph import Graph
 from specc.ir.types import BATCH
@@ -33,6 +33,9 @@ class BuildResult:
     model_path: str
     manifest_path: str
     manifest: dict
+    spans: dict = None      # spec layer and input name -> Span: where a finding about the model points
+    build_cfg: dict = None  # the spec's `build` section
+    spec_path: str = ""
 
     @property
     def summary(self) -> str:
@@ -62,9 +65,6 @@ def _tensor_info(name: str, value) -> dict:
 
 def check_targets(build_cfg: dict, span: Span) -> None:
     """A requested target or precision that cannot be built is an error, never skipped quietly."""
-    if "tensorrt" in build_cfg["targets"]:
-        raise error("E099", "build target `tensorrt` is not available in this version of specc",
-                    span, "TensorRT engines come with the TensorRT issue; build `targets: [onnx]` for now")
     if build_cfg["precision"] != "fp32":
         raise error("E099", f"precision `{build_cfg['precision']}` is not available in this version of specc",
                     span, "fp16/int8 come with the precision passes; use `precision: fp32` for now")
@@ -153,6 +153,45 @@ def build(spec_path: str, out_dir: str, weights: str | None = None, limits: Limi
         os.replace(os.path.join(staging, "manifest.json"), manifest_path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return BuildResult(os.path.join(out_dir, "model.onnx"), manifest_path, manifest)
+    from specc.codegen.tensorrt_check import layer_spans
+
+    return BuildResult(os.path.join(out_dir, "model.onnx"), manifest_path, manifest, layer_spans(graph, spec),
+                       spec.build, spec_path)
+
+
+def check_tensorrt(result: BuildResult, option: str = "tensorrt") -> list:
+    """`--check tensorrt[=10|11]`: located diagnostics about what TensorRT's ONNX parser would refuse."""
+    from specc.codegen.tensorrt_check import check_onnx_file, check_version
+    from specc.codegen.tensorrt_options import EngineOptions
+
+    try:
+        version = check_version(option)
+    except ValueError as exc:
+        raise error("E096", str(exc), Span(result.spec_path)) from None
+    options = EngineOptions.from_build(result.build_cfg)
+    return check_onnx_file(result.model_path, version, result.spans, options.dims or None, Span(result.spec_path))
+
+
+def build_tensorrt(result: BuildResult) -> dict:
+    """The `tensorrt` target: the static check first, then the engine next to model.onnx; the manifest
+    gains the engine's cache key. The ONNX model is already written when this fails."""
+    from specc.codegen.tensorrt_engine import build_engine, require_tensorrt
+    from specc.codegen.tensorrt_options import EngineOptions
+
+    diagnostics = check_tensorrt(result)
+    if any(d.severity == "error" for d in diagnostics):
+        raise SpeccError(diagnostics)
+    require_tensorrt("build target `tensorrt`", Span(result.spec_path))
+    options = EngineOptions.from_build(result.build_cfg)
+    if options.timing_cache and not os.path.isabs(options.timing_cache):
+        options.timing_cache = os.path.join(os.path.dirname(os.path.abspath(result.spec_path)), options.timing_cache)
+    directory = os.path.dirname(result.model_path)
+    entry = build_engine(result.model_path, os.path.join(directory, "model.engine"), options, result.spans)
+    result.manifest["tensorrt"] = entry
+    tmp = result.manifest_path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(result.manifest, handle, indent=2)
+    os.replace(tmp, result.manifest_path)
+    return entry
 
 

@@ -96,14 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passes", metavar="default|none|LIST", default=None,
                    help="the pass pipeline (default: the spec's `build.passes`, else the standard one; "
                         "LIST: comma-separated names, -name drops one)")
+    p.add_argument("--target", action="append", choices=("onnx", "tensorrt"), metavar="onnx|tensorrt",
+                   help="also build this target (as the spec's `build.targets`); tensorrt needs TensorRT 10/11 and "
+                        "a CUDA GPU")
+    p.add_argument("--check", metavar="tensorrt[=10|11]", default=None,
+                   help="check statically (no GPU needed) that TensorRT's ONNX parser takes the model")
     _add_safety_options(p)
 
     p = sub.add_parser("predict", help="run a spec or a built model on a .npy input")
     p.add_argument("model", metavar="SPEC|BUILD_DIR")
     p.add_argument("--input", required=True, metavar="FILE.npy")
     p.add_argument("--weights", metavar="FILE.safetensors")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None,
-                   help="default: onnxruntime for a build directory, torch for a spec")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt"), default=None,
+                   help="default: onnxruntime for a build directory, torch for a spec; tensorrt runs a built "
+                        "model.engine, onnxruntime-gpu the CUDA/TensorRT providers")
     p.add_argument("--passes", metavar="default|none|LIST", default=None,
                    help="on a spec: passes to run first (default: none for torch, the spec's pipeline "
                         "for onnxruntime)")
@@ -279,8 +285,30 @@ def cmd_build(args) -> int:
     require_for_build(args.weights)
     from specc.build import build
 
+    if args.check:
+        from specc.codegen.tensorrt_check import check_version
+
+        try:
+            check_version(args.check)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     result = build(args.spec, args.output, weights=args.weights, limits=limits_from(args), passes=pass_choice(args))
     print(f"built {result.model_path} ({result.summary})")
+    if args.check:
+        from specc.build import check_tensorrt
+
+        diagnostics = check_tensorrt(result, args.check)
+        if diagnostics:
+            print(format_diagnostics(diagnostics, "text"), file=sys.stderr)
+        if any(d.severity == "error" for d in diagnostics):
+            return 1
+        print(f"{result.model_path}: passes the static {args.check} check")
+    if "tensorrt" in set(result.build_cfg["targets"]) | set(args.target or ()):
+        from specc.build import build_tensorrt
+
+        entry = build_tensorrt(result)
+        print(f"built {entry['engine']} (TensorRT {entry['tensorrt_version']} on {entry['gpu']})\n"
+              f"  trtexec equivalent: {entry['trtexec']}")
     return 0
 
 

@@ -77,6 +77,10 @@ def predict(model: str, input_path: str, weights: str | None = None, backend: st
     check_memory_budget(graph, limits.memory_budget, batch=batch, what="predict")
     resolve_weights(graph, weights)
     backend = backend or "torch"
+    if backend in ("tensorrt", "onnxruntime-gpu"):
+        raise error("E040", f"`--backend {backend}` runs a build directory", Span(model),
+                    f"build first: `specc build {model} -o DIR" + (" --target tensorrt" if backend == "tensorrt"
+                                                                  else "") + "`, then predict DIR")
     if passes is None:
         passes = spec_pass_choice(compiled.spec) if backend == "onnxruntime" else "none"
     graph, _, _ = optimize(graph, passes)
@@ -110,4 +114,18 @@ def _predict_build_dir(directory: str, input_path: str, backend: str | None) -> 
         raise error("E040", f"{manifest_path} is not a specc manifest", Span(manifest_path)) from None
     raw = read_inputs(input_path, list(declared))
     feeds = {n: conform(n, raw[n], *declared[n], input_path) for n in declared}
-    return _run_onnx(os.path.join(directory, manifest.get("model", "model.onnx")), feeds)
+    model_path = os.path.join(directory, manifest.get("model", "model.onnx"))
+    if backend == "tensorrt":
+        engine = manifest.get("tensorrt")
+        if not engine:
+            raise error("E040", f"{directory} has no TensorRT engine", Span(directory),
+                        "build it with `specc build SPEC -o DIR --target tensorrt` (needs a CUDA GPU)")
+        from specc.runtime import tensorrt_runtime
+
+        return tensorrt_runtime.run(os.path.join(directory, "model.engine"), feeds,
+                                    host_code_allowed=engine.get("version_compatible", False))
+    if backend == "onnxruntime-gpu":
+        from specc.runtime import onnxruntime_gpu
+
+        return onnxruntime_gpu.run(model_path, feeds)
+    return _run_onnx(model_path, feeds)

@@ -1,1 +1,2 @@
-"""Lowerings: IR -> PyTorch module, IR -> ONNX model (TensorRT joins in a later issue)."""
+"""Lowerings: IR -> PyTorch module, IR -> ONNX model, and ONNX -> TensorRT engine (`tensorrt_engine`, checked
+statically by `tensorrt_check`)."""

@@ -78,12 +78,13 @@ class _Builder:
             value = self.graph.add_input(Value(decl.name, TensorType(decl.dtype, (BATCH,) + tuple(decl.shape)),
                                                "input", span=decl.span))
             self.taken[decl.name] = decl.span
-            if decl.layout == "NHWC":
-                value = self.add_node(f"{decl.name}.to_channels_first", "to_channels_first", "internal", {},
-                                      [value], decl.span, decl.name)
+            # Cast first, then transpose: TensorRT takes uint8 only at the network's edges.
             if decl.dtype in ("uint8", "float16"):
                 value = self.add_node(f"{decl.name}.cast", "cast", "internal", {"to": "float32"}, [value], decl.span,
                                       decl.name)
+            if decl.layout == "NHWC":
+                value = self.add_node(f"{decl.name}.to_channels_first", "to_channels_first", "internal", {},
+                                      [value], decl.span, decl.name)
             if index == 0:
                 value = self.preprocess(value, decl.span)
                 first = value
