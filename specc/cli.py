@@ -125,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("graph", help="draw the network: .svg, .png or Graphviz .dot")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("-o", "--output", required=True, metavar="FILE.svg|.png|.dot")
-    p.add_argument("--expand", action="store_true", help="draw the layers inside each block use")
+    p.add_argument("--collapse", action="store_true",
+                   help="draw each block use as one box (default: a cluster of its layers, residual edges visible)")
+    p.add_argument("--expand", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     p.add_argument("--engine", choices=("auto", "graphviz", "matplotlib"), default="auto",
                    help="how .svg/.png are drawn (auto: Graphviz's `dot` when installed, else matplotlib)")
     _add_safety_options(p)
@@ -360,7 +362,7 @@ def cmd_graph(args) -> int:
 
     compiled = compile_spec(args.spec, limits_from(args))
     try:
-        how = write_graph(compiled.graph, args.output, spec=compiled.spec, expand=args.expand, engine=args.engine)
+        how = write_graph(compiled.graph, args.output, spec=compiled.spec, expand=not args.collapse, engine=args.engine)
     except RenderError as exc:
         print(f"specc graph: error: {exc}" + (f"\n  hint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
         return 1
@@ -369,6 +371,9 @@ def cmd_graph(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from specc.deps import require
+
+    require(("torch", "safetensors", "tqdm", "matplotlib"), "train", "`specc train`")
     from specc.train.run import RunOptions, resume, summary_text, train
 
     if bool(args.spec) == bool(args.resume):
@@ -391,6 +396,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from specc.deps import require
+
+    require(("torch", "safetensors"), "train", "`specc eval`")
     from specc.train.evaluate import evaluate_spec, format_report
 
     report = evaluate_spec(args.spec, args.weights, data_dir=args.data, limits=limits_from(args))

@@ -51,6 +51,8 @@ def require_for_predict(model: str, backend: str | None, weights: str | None) ->
         feature = "`specc predict --backend torch`" if chosen else "`specc predict` on a spec (torch by default)"
         require(("torch",) + reads_weights, "torch", feature,
                 "or run the spec on ONNX Runtime: --backend onnxruntime (pip install 'specc[onnx]')")
-    else:
+    elif backend == "onnxruntime":
         exports = () if from_dir else ("onnx",)
         require(exports + ("onnxruntime",) + reads_weights, "onnx", "`specc predict --backend onnxruntime`")
+    # The GPU backends (onnxruntime-gpu, tensorrt) check their runtimes themselves, GPU and versions with
+    # them, and say what to install (E098) or what is wrong with the GPU (E097).

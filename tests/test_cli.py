@@ -75,7 +75,7 @@ def test_build_writes_checked_model_and_manifest(tmp_path):
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     names = [n.name for n in model.graph.node]
     assert "stage1.1.conv_1/Conv" in names  # node names carry the spec layer names
-    assert names[0] == "image.to_channels_first"  # preprocessing and layout live inside the graph
+    assert names[:2] == ["image.cast", "image.to_channels_first"]  # layout and dtype live inside the graph
 
 
 def test_failed_build_leaves_no_valid_looking_model(tmp_path, monkeypatch):

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 
 from specc.diagnostics import Span, SpeccError, error
 from specc.limits import Limits
 from specc.lang.located import Entry, Map, Scalar, Seq, short
+from specc.parser.marker import SPEC_MARKER
 from specc.parser.yaml_loader import load_yaml_text, read_spec_text
-
-
-# A top-level `specc:` key: at the start of a line (block style) or right after an opening `{` (flow).
-_SPEC_MARKER = re.compile(r"^(?:\{[ \t]*)?[\"']?specc[\"']?[ \t]*:", re.MULTILINE)
 
 
 def display_path(path: str) -> str:
@@ -47,7 +43,7 @@ def load_document(path: str, limits: Limits, shown: str | None = None, base_of: 
     shown = shown or display_path(path)
     try:
         text = read_spec_text(path, limits, shown)
-        if base_of is not None and not _SPEC_MARKER.search(text):
+        if base_of is not None and not SPEC_MARKER.search(text):
             # Not even parsed: a file that does not say it is a spec could be anything (a secret),
             # and a YAML error about it would quote it.
             raise error("E001", f"`extends` target {shown} is not a spec: it has no top-level `specc:` key",

@@ -57,7 +57,8 @@ def spec_schema() -> dict:
         "minProperties": 1,
         "not": {"anyOf": [{"required": [name]} for name in sorted(REGISTRY)]},
     }
-    layer = {"anyOf": [{"enum": bare}] + layers + [block_use]}
+    op_layer = {"anyOf": [{"enum": bare}] + layers}
+    layer = {"anyOf": [{"$ref": "#/$defs/op_layer"}, block_use]}
     network = {"type": "array", "items": {"$ref": "#/$defs/layer"}, "minItems": 1}
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -65,11 +66,16 @@ def spec_schema() -> dict:
         "title": "specc model spec, version 1",
         "type": "object",
         "required": ["specc", "name"],
-        # A spec that `extends` another may leave out what it inherits, and delete keys with null.
-        "if": {"not": {"required": ["extends"]}},
-        "then": {"required": ["inputs", "network"]},
+        "allOf": [
+            # A spec that `extends` another may leave out what it inherits, and delete keys with null.
+            {"if": {"not": {"required": ["extends"]}}, "then": {"required": ["inputs", "network"]}},
+            # Block names are the spec's own, so a layer that is no op may be a block use; a spec that
+            # neither defines nor inherits blocks has none, and then an unknown op (`desne`) is an error.
+            {"if": {"not": {"anyOf": [{"required": ["blocks"]}, {"required": ["extends"]}]}},
+             "then": {"properties": {"network": {"items": {"$ref": "#/$defs/op_layer"}}}}},
+        ],
         "additionalProperties": False,
-        "$defs": {"layer": layer},
+        "$defs": {"layer": layer, "op_layer": op_layer},
         "properties": {
             "specc": {"const": 1, "description": "format version"},
             "name": {"type": "string", "pattern": f"^{NAME_PATTERN}$"},
@@ -91,4 +97,22 @@ def spec_schema() -> dict:
     }
     for key in ("description", "params", "preprocess", "augment", "blocks", "outputs", "training", "build"):
         schema["properties"][key] = {"anyOf": [schema["properties"][key], {"type": "null"}]}
-    return schema
+    return _accept_yaml11_exponents(schema)
+
+
+# specc reads YAML 1.2 (core schema), where `1e-8` is a number. YAML 1.1 loaders (PyYAML's
+# safe_load, and the tools built on it) read a float with an exponent but no dot, or no sign in the
+# exponent, as a string. So that the schema gives the same answer whichever YAML a tool uses, a
+# number may also be such a string; its range is then left to `specc validate`.
+YAML12_EXPONENT = {"type": "string", "pattern": r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$"}
+
+
+def _accept_yaml11_exponents(node):
+    if isinstance(node, list):
+        return [_accept_yaml11_exponents(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _accept_yaml11_exponents(value) for key, value in node.items()}
+    if node.get("type") in ("number", "integer"):
+        return {"anyOf": [node, YAML12_EXPONENT]}
+    return node

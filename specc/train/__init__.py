@@ -1,0 +1,1 @@
+"""`specc train`: data sets, augmentation, fitted preprocessing and the training loop."""
