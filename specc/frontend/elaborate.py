@@ -8,7 +8,8 @@ every other layer is still checked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import gc
+from dataclasses import dataclass, field
 
 from specc.diagnostics import Diagnostics, Span, SpeccError, did_you_mean, error
 from specc.ir.graph import Graph, Node, Value, data_value, freeze
@@ -44,16 +45,27 @@ class _Layer:
     op_span: Span
     name_span: Span
     repeat_span: Span | None = None
+    # A layer read once serves every copy of a repeat and every use of its block with the same
+    # parameters: its arguments are checked once, and its types inferred once per input types.
+    attrs: object = None
+    memo: dict = field(default_factory=dict)
 
 
 def build_graph(spec: Spec, limits: Limits, diags: Diagnostics | None = None) -> Graph:
     owned = diags is None
     diags = diags if diags is not None else Diagnostics()
     builder = _Builder(spec, diags, limits)
+    # The graph is tens of thousands of small objects that refer to each other (values and their
+    # producers) and all live until the end: the cycle collector would rescan them again and again.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         builder.build()
     except SpeccError as exc:  # a hard limit: stop here, but keep what was found before it
         diags.extend(exc.diagnostics)
+    finally:
+        if collecting:
+            gc.enable()
     if owned:
         diags.raise_if_errors()
     return builder.graph
@@ -148,9 +160,9 @@ class _Builder:
                         defined[f"{name}.{inner_name}"] = value
                         visible[f"{name}.{inner_name}"] = value
                 else:
-                    if copy == 1:  # the copies of a repeat share their arguments: check them once
-                        attrs = REGISTRY[layer.op].args.check(layer.args, self.diags, f"layer `{layer.name}`")
-                    out = self.add_layer(layer, full, inputs, attrs)
+                    if layer.attrs is None:
+                        layer.attrs = REGISTRY[layer.op].args.check(layer.args, self.diags, f"layer `{layer.name}`")
+                    out = self.add_layer(layer, full, inputs, layer.attrs, layer.memo)
                 defined[name] = visible[name] = out
                 inputs = [out]
             if layer.repeat > 1:
@@ -242,7 +254,7 @@ class _Builder:
             values.append(value)
         return values
 
-    def add_layer(self, layer: _Layer, full: str, inputs: list, attrs) -> Value:
+    def add_layer(self, layer: _Layer, full: str, inputs: list, attrs, memo: dict | None = None) -> Value:
         op = REGISTRY[layer.op]
         if attrs is INVALID:
             return POISON
@@ -255,11 +267,21 @@ class _Builder:
                              span, "list the inputs in `from: [a, b]`" if lo > 1 else "remove the extra `from` names")
             return POISON
         shown = full if layer.repeat == 1 else full[:full.rfind(".")]  # copies are reported as the layer
-        return self.add_node(full, layer.op, "layer", attrs, inputs, layer.op_span, full, shown,
-                             args=layer.args, name_span=layer.name_span)
+        out = self.add_node(full, layer.op, "layer", attrs, inputs, layer.op_span, full, shown,
+                            args=layer.args, name_span=layer.name_span, memo=memo)
+        if layer.op == "dense" and out is not POISON and inputs[0].type.rank >= 4:
+            # Valid (SPEC: dense acts on the last axis), but on an image a missing `flatten` is likelier.
+            from specc.diagnostics import Diagnostic
+
+            self.diags.add(Diagnostic(
+                "W002", f"layer `{shown}` (dense) on a {shape_str(inputs[0].type.shape)} input acts on its last "
+                f"axis only, giving {shape_str(out.type.shape)}", layer.op_span,
+                "add `flatten` before it to connect every feature; dense acts on the last axis only",
+                severity="warning", notes=tuple(self.use_notes())))
+        return out
 
     def add_node(self, name, op_name, category, attrs, inputs, span, layer, shown=None, args=None,
-                 name_span=None) -> Value:
+                 name_span=None, memo: dict | None = None) -> Value:
         if any(v is POISON for v in inputs):
             return POISON
         self.node_count += 1
@@ -272,10 +294,7 @@ class _Builder:
         op = REGISTRY[op_name] if category == "layer" else STEPS[category][op_name]
         itypes = [v.type for v in inputs]
         try:
-            out_types = op.infer(attrs, itypes)
-            params = op.param_shapes(attrs, itypes)
-            buffers = op.buffer_shapes(attrs, itypes)
-            attrs = {**attrs, **op.resolve(attrs, itypes)}
+            out_types, params, buffers, attrs = self.typed(op, attrs, itypes, memo)
         except ShapeError as exc:
             got = ", ".join(shape_str(t.shape) for t in itypes)
             if exc.arg and isinstance(args, Map) and exc.arg in args:
@@ -294,8 +313,21 @@ class _Builder:
             full = f"{name}.{local}"
             recipe = init_recipe(op, attrs, local, tuple(shape), self.graph.seed, full)
             data[local] = data_value(full, tuple(shape), kind, TensorData(tuple(shape), recipe=recipe), span)
-        self.graph.append(Node(name, op, category, freeze(attrs), inputs, outputs, span, layer, params=data))
+        self.graph.append(Node(name, op, category, attrs, inputs, outputs, span, layer, params=data))
         return outputs[0]
+
+    @staticmethod
+    def typed(op, attrs: dict, itypes: list, memo: dict | None):
+        """(output types, param shapes, buffer shapes, frozen resolved attrs). The copies of a repeated
+        layer share their arguments; with equal input types they share all of this (`memo`)."""
+        key = tuple(itypes)
+        if memo is not None and key in memo:
+            return memo[key]
+        result = (op.infer(attrs, itypes), op.param_shapes(attrs, itypes), op.buffer_shapes(attrs, itypes),
+                  freeze({**attrs, **op.resolve(attrs, itypes)}))
+        if memo is not None:
+            memo[key] = result
+        return result
 
     def claim(self, name: str, shown: str | None, span: Span) -> bool:
         """Take a layer (or block use) name; a name taken before is E022, pointing at both places."""
