@@ -63,11 +63,14 @@ def _tensor_info(name: str, value) -> dict:
             "shape": ["batch" if d == BATCH else d for d in value.type.shape]}
 
 
-def check_targets(build_cfg: dict, span: Span) -> None:
-    """A requested target or precision that cannot be built is an error, never skipped quietly."""
-    if build_cfg["precision"] != "fp32":
+def check_targets(build_cfg: dict, span_of) -> None:
+    """A requested target or precision that cannot be built is an error, never skipped quietly.
+    `span_of(key)` is where `build.<key>` is written."""
+    from specc.precision.pipeline import PRECISIONS
+
+    if build_cfg["precision"] not in PRECISIONS:
         raise error("E099", f"precision `{build_cfg['precision']}` is not available in this version of specc",
-                    span, "fp16/int8 come with the precision passes; use `precision: fp32` for now")
+                    span_of("precision"), "the precisions: " + ", ".join(PRECISIONS))
 
 
 def resolve_weights(graph: Graph, weights_path: str | None) -> dict:
@@ -80,24 +83,62 @@ def resolve_weights(graph: Graph, weights_path: str | None) -> dict:
     return {"source": "init", "seed": graph.seed}
 
 
+def optimized_graph(graph: Graph, spec_path: str, weights: str | None, choice, limits: Limits):
+    """The graph with its weights, through the passes: (graph, passes run, their counts, weights provenance).
+    An ensemble's weights file (from `training.ensemble`) gives one graph running every member."""
+    from specc.compiler import optimize
+    from specc.ensemble_build import ensemble_graph
+
+    if weights:
+        ensemble = ensemble_graph(spec_path, limits, weights, compile_spec, optimize, choice)
+        if ensemble is not None:
+            merged, applied, changes, info = ensemble
+            return merged, applied, changes, {**info, "path": os.path.basename(weights),
+                                              "sha256": sha256_file(weights)}
+    weights_info = resolve_weights(graph, weights)
+    graph, applied, changes = optimize(graph, choice)
+    return graph, applied, changes, weights_info
+
+
 def build(spec_path: str, out_dir: str, weights: str | None = None, limits: Limits = DEFAULT_LIMITS,
-          passes=None) -> BuildResult:
-    """`passes`: None for the spec's `build.passes` (default: the standard pipeline), `none`, or a list."""
+          passes=None, precision: str | None = None, check_accuracy: bool | None = None,
+          calibration_data: str | None = None, data_dir: str | None = None) -> BuildResult:
+    """`passes`: None for the spec's `build.passes` (default: the standard pipeline), `none`, or a list.
+    `precision`: None for the spec's `build.precision`; fp16/int8 run the precision passes after the
+    others, and `check_accuracy` (None: when weights and data are at hand) compares the model with fp32
+    (see specc/precision/build_step.py)."""
     import onnx
 
     from specc.codegen.onnx_export import to_onnx
     from specc.compiler import optimize, spec_pass_choice
+    from specc.precision.build_step import guard_accuracy, reduce_precision
 
     compiled = compile_spec(spec_path, limits)
     graph, spec = compiled.graph, compiled.spec
-    check_targets(spec.build, spec.network_span)
+    build_cfg = {**spec.build, "precision": precision or spec.build["precision"]}
+    check_targets(build_cfg, lambda key: spec.span_of("build", key))
     check_memory_budget(graph, limits.memory_budget, batch=1, what="build")
-    weights_info = resolve_weights(graph, weights)
     spec_params = graph.trainable_params  # as `inspect` counts them: the passes fold some into others
-    graph, applied, changes = optimize(graph, spec_pass_choice(spec) if passes is None else passes)
+    choice = spec_pass_choice(spec) if passes is None else passes
+    graph, applied, changes, weights_info = optimized_graph(graph, spec_path, weights, choice, limits)
+    lowered = None
+    if build_cfg["precision"] != "fp32":
+        lowered = reduce_precision(graph, spec, build_cfg["precision"], calibration_data=calibration_data,
+                                   data_dir=data_dir, limits=limits)
+        graph, applied, changes = lowered.graph, applied + lowered.passes, {**changes, **lowered.changes}
     opset = spec.build["opset"]
     spec_sha = sha256_file(spec_path)
     model = to_onnx(graph, None, opset, metadata={"specc.spec_sha256": spec_sha, "specc.name": graph.name})
+    accuracy = None
+    if lowered is not None:  # before anything is written: a failed guard leaves the old build in place
+
+        def fp32_graph():
+            return optimized_graph(compile_spec(spec_path, limits).graph, spec_path, weights, choice, limits)[0]
+
+        small = weight_bytes(graph) <= EXTERNAL_DATA_THRESHOLD
+        accuracy = guard_accuracy(spec, build_cfg["precision"], model.SerializeToString() if small else None,
+                                  fp32_graph, lowered, check=check_accuracy, weights=weights, data_dir=data_dir,
+                                  limits=limits)
 
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
@@ -128,7 +169,7 @@ def build(spec_path: str, out_dir: str, weights: str | None = None, limits: Limi
             "model_sha256": model_sha,
             "external_data": "model.onnx.data" if external else None,
             "opset": opset,
-            "precision": spec.build["precision"],
+            "precision": build_cfg["precision"],
             "targets": spec.build["targets"],
             "inputs": [_tensor_info(v.name, v) for v in graph.inputs],
             "outputs": [_tensor_info(name, v) for name, v in graph.outputs.items()],
@@ -136,6 +177,9 @@ def build(spec_path: str, out_dir: str, weights: str | None = None, limits: Limi
             "weights": weights_info,
             "passes": applied,
             "pass_changes": {name: counts for name, counts in changes.items() if counts},
+            **({"keep_fp32": list(build_cfg.get("keep_fp32") or []), "accuracy": accuracy}
+               if lowered is not None else {}),
+            **({"calibration": lowered.calibration} if lowered is not None and lowered.calibration else {}),
             "versions": {"specc": __version__, "onnx": _version("onnx"), "torch": _version("torch"),
                          "onnxruntime": _version("onnxruntime")},
             "build_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -156,7 +200,7 @@ def build(spec_path: str, out_dir: str, weights: str | None = None, limits: Limi
     from specc.codegen.tensorrt_check import layer_spans
 
     return BuildResult(os.path.join(out_dir, "model.onnx"), manifest_path, manifest, layer_spans(graph, spec),
-                       spec.build, spec_path)
+                       build_cfg, spec_path)
 
 
 def check_tensorrt(result: BuildResult, option: str = "tensorrt") -> list:

@@ -18,10 +18,24 @@ from specc.parser.extends import is_inside
 from specc.limits import DEFAULT_LIMITS, Limits
 
 SPEC_SUFFIXES = (".yaml", ".yml")
+BENCH_BACKENDS = ("torch", "onnxruntime", "onnxruntime-fp16", "onnxruntime-int8", "tensorrt")
 
 
 class UsageError(Exception):
     pass
+
+
+class _Once(argparse.Action):
+    """An option that may be given once: argparse would silently keep only the last of two."""
+
+    WHY = {"input": "a model with several inputs reads them from one .npz (one array per input name)",
+           "output": "a .npz holds every output"}
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            why = self.WHY.get(self.dest)
+            parser.error(f"argument {option_string}: given more than once" + (f"; {why}" if why else ""))
+        setattr(namespace, self.dest, values)
 
 
 def _parse_bytes(text: str) -> int:
@@ -101,11 +115,34 @@ def build_parser() -> argparse.ArgumentParser:
                         "a CUDA GPU")
     p.add_argument("--check", metavar="tensorrt[=10|11]", default=None,
                    help="check statically (no GPU needed) that TensorRT's ONNX parser takes the model")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                   help="write the model in this precision (default: the spec's `build.precision`)")
+    p.add_argument("--check-accuracy", action=argparse.BooleanOptionalAction, default=None,
+                   help="fp16/int8: compare top-1 accuracy with fp32 on the spec's test split and fail beyond "
+                        "`build.max_accuracy_drop` (default: when --weights are given and the data is on this machine)")
+    p.add_argument("--calibration-data", metavar="FILE.npz",
+                   help="int8: calibrate on the array `x` of this file (raw inputs) instead of `build.calibration.data`")
+    p.add_argument("--data", metavar="DIR", help="where data sets are found (calibration and the accuracy check)")
+    _add_safety_options(p)
+
+    p = sub.add_parser("bench", help="latency and throughput per backend and batch size (interleaved runs)")
+    p.add_argument("model", metavar="SPEC|BUILD_DIR")
+    p.add_argument("--weights", metavar="FILE.safetensors")
+    p.add_argument("--batch", default="1,64", metavar="N,N", help="batch sizes (default 1,64)")
+    p.add_argument("--backends", default=",".join(BENCH_BACKENDS), metavar="LIST",
+                   help="comma-separated, of: " + ", ".join(BENCH_BACKENDS) + " (default: all)")
+    p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads per backend (default: all cores)")
+    p.add_argument("--warmup", type=int, default=10, metavar="N", help="uncounted rounds first (default 10)")
+    p.add_argument("--repeat", type=int, default=50, metavar="N", help="timed rounds (default 50)")
+    p.add_argument("--calibration-data", metavar="FILE.npz", help="int8 calibration inputs (as for build)")
+    p.add_argument("--data", metavar="DIR", help="where data sets are found")
+    p.add_argument("--format", choices=("text", "json"), default="text")
     _add_safety_options(p)
 
     p = sub.add_parser("predict", help="run a spec or a built model on a .npy input")
     p.add_argument("model", metavar="SPEC|BUILD_DIR")
-    p.add_argument("--input", required=True, metavar="FILE.npy")
+    p.add_argument("--input", required=True, metavar="FILE.npy|FILE.npz", action=_Once,
+                   help="a .npy for a one-input model, or a .npz with one array per input name")
     p.add_argument("--weights", metavar="FILE.safetensors")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt"), default=None,
                    help="default: onnxruntime for a build directory, torch for a spec; tensorrt runs a built "
@@ -113,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passes", metavar="default|none|LIST", default=None,
                    help="on a spec: passes to run first (default: none for torch, the spec's pipeline "
                         "for onnxruntime)")
-    p.add_argument("--output", metavar="FILE.npy", help="save the (first) output here")
+    p.add_argument("--output", metavar="FILE.npz|FILE.npy", action=_Once,
+                   help="save the outputs: a .npz keyed by output name, or a .npy when there is one output")
     _add_safety_options(p)
 
     sub.add_parser("schema", help="print the JSON Schema of the spec language")
@@ -143,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
                    help="also checkpoint every STEPS mini-batches (default: at each epoch's end only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--no-plots", action="store_true",
+                   help="no loss.png and accuracy.png in the run directory (matplotlib is then not needed)")
+    _add_device_options(p)
     _add_safety_options(p)
 
     p = sub.add_parser("eval", help="metrics of a spec with trained weights on the test split")
@@ -150,8 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, metavar="FILE.safetensors")
     p.add_argument("--data", metavar="DIR", help="where data sets are found")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    _add_device_options(p)
     _add_safety_options(p)
     return parser
+
+
+def _add_device_options(p) -> None:
+    """`specc train` and `specc eval`: where the model computes."""
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto (default): a CUDA GPU when PyTorch sees one, else the CPU")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="PyTorch's CPU threads (per process with --nproc; default: PyTorch's, one per core)")
 
 
 def find_specs(paths: list[str]) -> list[tuple[str, str | None]]:
@@ -294,8 +344,15 @@ def cmd_build(args) -> int:
             check_version(args.check)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    result = build(args.spec, args.output, weights=args.weights, limits=limits_from(args), passes=pass_choice(args))
+    result = build(args.spec, args.output, weights=args.weights, limits=limits_from(args), passes=pass_choice(args),
+                   precision=args.precision, check_accuracy=args.check_accuracy,
+                   calibration_data=args.calibration_data, data_dir=args.data)
     print(f"built {result.model_path} ({result.summary})")
+    accuracy = result.manifest.get("accuracy")
+    if accuracy and accuracy.get("checked"):
+        print(_accuracy_line(result.manifest["precision"], accuracy))
+    elif accuracy:
+        print(f"accuracy not checked: {accuracy['reason']}")
     if args.check:
         from specc.build import check_tensorrt
 
@@ -314,20 +371,66 @@ def cmd_build(args) -> int:
     return 0
 
 
+def _accuracy_line(precision: str, report: dict) -> str:
+    line = f"{precision} agrees with fp32 on {report['top1_agreement']:.2f}% of {report['samples']:,} {report['split']} examples"
+    if "accuracy" in report:
+        line += (f"; top-1 accuracy {report['accuracy']:.2f}% (fp32 {report['accuracy_fp32']:.2f}%, "
+                 f"drop {report['drop']:.2f} points, limit {report['max_drop']})")
+    return line
+
+
+def _int_list(text: str, flag: str) -> tuple:
+    try:
+        values = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise UsageError(f"{flag}: give comma-separated integers, e.g. 1,64") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"{flag}: give positive integers, e.g. 1,64")
+    return values
+
+
+def cmd_bench(args) -> int:
+    from specc.bench import BenchOptions, bench
+
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    unknown = [b for b in backends if b not in BENCH_BACKENDS]
+    if unknown or not backends:
+        raise UsageError(f"--backends: unknown {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(BENCH_BACKENDS)}")
+    for flag, value, low in (("--threads", args.threads, 0), ("--warmup", args.warmup, 0), ("--repeat", args.repeat, 1)):
+        if value < low:
+            raise UsageError(f"{flag} must be at least {low}")
+    if not os.path.exists(args.model):
+        raise UsageError(f"no such spec or build directory: {args.model}")
+    if os.path.isdir(args.model) and not os.path.isfile(os.path.join(args.model, "manifest.json")):
+        raise UsageError(f"{args.model} is not a build directory (no manifest.json); give a spec or `specc build` output")
+    options = BenchOptions(_int_list(args.batch, "--batch"), backends, args.threads, args.warmup, args.repeat,
+                           args.weights, args.calibration_data, args.data)
+    report = bench(args.model, options, limits_from(args))
+    print(report.as_json() if args.format == "json" else report.as_text())
+    return 0
+
+
 def cmd_predict(args) -> int:
     from specc.deps import require_for_predict
 
+    if args.output and not args.output.endswith((".npz", ".npy")):
+        raise UsageError(f"--output {args.output}: name a .npz file (every output, keyed by name) "
+                         "or a .npy file (a model with one output)")
     require_for_predict(args.model, args.backend, args.weights)
-    from specc.predict import predict
+    from specc.predict import predict, save_outputs
 
     outputs = predict(args.model, args.input, weights=args.weights, backend=args.backend,
                       limits=limits_from(args), passes=pass_choice(args))
     import numpy as np
 
-    first = next(iter(outputs))
     if args.output:
-        np.save(args.output, outputs[first])
-        print(f"saved `{first}` {tuple(outputs[first].shape)} to {args.output}")
+        if args.output.endswith(".npy") and len(outputs) != 1:
+            raise UsageError(f"the model has {len(outputs)} outputs ({', '.join(outputs)}) and a .npy file "
+                             f"holds one array; save them all with --output {args.output[:-len('.npy')]}.npz")
+        save_outputs(outputs, args.output)
+        saved = ", ".join(f"`{name}` {tuple(value.shape)}" for name, value in outputs.items())
+        print(f"saved {saved} to {args.output}")
     else:
         with np.printoptions(precision=5, suppress=True, threshold=200):
             for name, value in outputs.items():
@@ -373,7 +476,11 @@ def cmd_graph(args) -> int:
 def cmd_train(args) -> int:
     from specc.deps import require
 
-    require(("torch", "safetensors", "tqdm", "matplotlib"), "train", "`specc train`")
+    # tqdm draws the progress bar and matplotlib the learning curves: without them, neither is needed.
+    needed = ["torch", "safetensors"]
+    needed += [] if args.no_progress else ["tqdm"]
+    needed += [] if args.no_plots else ["matplotlib"]
+    require(tuple(needed), "train", "`specc train`")
     from specc.train.run import RunOptions, resume, summary_text, train
 
     if bool(args.spec) == bool(args.resume):
@@ -381,11 +488,12 @@ def cmd_train(args) -> int:
     if args.resume and (args.epochs is not None or args.seed is not None or args.output):
         raise UsageError("--resume continues a run as it was started: -o, --epochs and --seed cannot change it")
     for flag, value, low in (("--nproc", args.nproc, 1), ("--epochs", args.epochs, 1), ("--seed", args.seed, 0),
-                             ("--checkpoint-every", args.checkpoint_every, 0)):
+                             ("--checkpoint-every", args.checkpoint_every, 0), ("--threads", args.threads, 0)):
         if value is not None and value < low:
             raise UsageError(f"{flag} must be at least {low}")
     options = RunOptions(limits=limits_from(args), data_dir=args.data, nproc=args.nproc,
-                         progress=not args.no_progress, checkpoint_every=args.checkpoint_every)
+                         progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
+                         plots=not args.no_plots, device=args.device, threads=args.threads)
     if args.resume:
         result = resume(args.resume, options)
     else:
@@ -399,15 +507,20 @@ def cmd_eval(args) -> int:
     from specc.deps import require
 
     require(("torch", "safetensors"), "train", "`specc eval`")
+    from specc.train.device import use_threads
     from specc.train.evaluate import evaluate_spec, format_report
 
-    report = evaluate_spec(args.spec, args.weights, data_dir=args.data, limits=limits_from(args))
+    if args.threads < 0:
+        raise UsageError("--threads must be at least 0")
+    use_threads(args.threads)
+    report = evaluate_spec(args.spec, args.weights, data_dir=args.data, limits=limits_from(args),
+                           device=args.device)
     print(json.dumps(report, indent=2) if args.format == "json" else format_report(report))
     return 0
 
 
-COMMANDS = {"validate": cmd_validate, "inspect": cmd_inspect, "build": cmd_build, "predict": cmd_predict,
-            "schema": cmd_schema, "ops": cmd_ops, "graph": cmd_graph, "train": cmd_train, "eval": cmd_eval}
+COMMANDS = {"validate": cmd_validate, "inspect": cmd_inspect, "build": cmd_build, "bench": cmd_bench,
+            "predict": cmd_predict, "schema": cmd_schema, "ops": cmd_ops, "graph": cmd_graph, "train": cmd_train, "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

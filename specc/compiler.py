@@ -9,7 +9,7 @@ from specc.frontend.elaborate import build_graph
 from specc.ir.graph import Graph
 from specc.limits import Limits
 from specc.lang.located import Map, Scalar, Seq, short
-from specc.parser.spec import Spec, load_spec
+from specc.parser.spec import Spec, parse_spec
 
 
 @dataclass
@@ -20,16 +20,25 @@ class Compiled:
 
 
 def compile_spec(path: str, limits: Limits) -> Compiled:
-    """Parse, expand and shape-check a spec, raising SpeccError with every diagnostic found."""
-    spec = load_spec(path, limits)
+    """Parse, expand and shape-check a spec, raising SpeccError with every diagnostic found.
+
+    Independent mistakes are reported together: a mistake in `training` or `build` does not stop the
+    network from being checked. Only what depends on a failed part is skipped (the network, when an
+    input, a preprocess step or a block could not be read; name checks, when the network failed)."""
     diags = Diagnostics()
+    spec = parse_spec(path, limits, diags)
+    if spec.incomplete:
+        diags.raise_if_errors()
+    spec_errors = _error_count(diags)
     graph = build_graph(spec, limits, diags)
-    if not spec.inputs and not diags.has_errors:
-        diags.error("E011", "the spec declares no inputs", spec.network_span)
-    if not diags.has_errors:
+    if _error_count(diags) == spec_errors:
         check_layer_references(spec, graph, diags)
     diags.raise_if_errors()
     return Compiled(spec, graph, [d for d in diags.sorted() if d.severity != "error"])
+
+
+def _error_count(diags: Diagnostics) -> int:
+    return sum(d.severity == "error" for d in diags.items) + diags.dropped
 
 
 def check_spec(path: str, limits: Limits) -> list:

@@ -13,14 +13,24 @@ from typing import NamedTuple
 
 
 class Span(NamedTuple):
-    """A place in a source file; line and column are 1-based. (A tuple: one is made per YAML node.)"""
+    """A place in a source file; line and column are 1-based. (A tuple: one is made per YAML node.)
+    Line 0 means the file as a whole (an input array, a build directory): it is shown as the path
+    alone, never with a made-up `:1:1`."""
 
     path: str
     line: int = 1
     column: int = 1
 
+    @classmethod
+    def whole_file(cls, path: str) -> "Span":
+        return cls(path, 0, 0)
+
+    @property
+    def has_position(self) -> bool:
+        return self.line >= 1
+
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.column}"
+        return f"{self.path}:{self.line}:{self.column}" if self.has_position else self.path
 
 
 # For the few problems that are about the installation, not about any file (e.g. a missing optional
@@ -68,16 +78,15 @@ class Diagnostic:
         message = f"[{self.code}] {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
         if self.span == NOWHERE:
             return f"::{self.severity} title=specc {self.code}::{_github_data(message)}"
-        return (
-            f"::{self.severity} file={_github_property(self.span.path)},line={self.span.line},"
-            f"col={self.span.column},title=specc {self.code}::{_github_data(message)}"
-        )
+        where = f",line={self.span.line},col={self.span.column}" if self.span.has_position else ""
+        return (f"::{self.severity} file={_github_property(self.span.path)}{where},"
+                f"title=specc {self.code}::{_github_data(message)}")
 
     def as_dict(self) -> dict:
         return {
             "path": self.span.path,
-            "line": self.span.line,
-            "column": self.span.column,
+            "line": self.span.line if self.span.has_position else None,
+            "column": self.span.column if self.span.has_position else None,
             "severity": self.severity,
             "code": self.code,
             "message": self.message,

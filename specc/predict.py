@@ -12,39 +12,60 @@ from specc.limits import DEFAULT_LIMITS, Limits
 
 
 def read_inputs(path: str, names: list[str]) -> dict:
-    """A .npy for a single-input model, or a .npz with one array per input name. Never unpickles."""
+    """A .npy for a single-input model, or a .npz with one array per input name. Never unpickles.
+    Problems are E081, located at the file as a whole (an array file has no lines)."""
+    where = Span.whole_file(path)
     if not os.path.isfile(path):
-        raise error("E040", f"input file not found: {path}", Span(path))
+        raise error("E081", "input file not found", where)
     try:
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
-        raise error("E040", f"{path} is not a readable .npy/.npz array file ({str(exc)[:80]})", Span(path)) from None
+        raise error("E081", f"not a readable .npy/.npz array file ({str(exc)[:80]})", where,
+                    "save inputs with numpy.save (one input) or numpy.savez (one array per input name)") from None
     if isinstance(loaded, np.ndarray):
         if len(names) != 1:
-            raise error("E040", f"the model has {len(names)} inputs ({', '.join(names)}); pass a .npz with one "
-                        "array per input name", Span(path))
+            raise error("E081", f"the model has {len(names)} inputs ({', '.join(names)}) but a .npy holds one "
+                        "array", where, "pass a .npz with one array per input name")
         return {names[0]: loaded}
     with loaded:
         missing = [n for n in names if n not in loaded.files]
         if missing:
-            raise error("E040", f"{path} has no array named {', '.join(missing)}", Span(path),
-                        f"arrays in the file: {', '.join(loaded.files)}")
+            raise error("E081", f"no array named {', '.join(missing)} in the file", where,
+                        f"arrays in the file: {', '.join(loaded.files) or 'none'}")
         return {n: loaded[n] for n in names}
+
+
+def save_outputs(outputs: dict, path: str) -> None:
+    """Every output into one .npz keyed by output name, or the only output into a .npy.
+    Written to exactly `path` (numpy.save would append a suffix to any other name)."""
+    import zipfile
+
+    if not path.endswith(".npz"):
+        (array,) = outputs.values()
+        with open(path, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+        return
+    # numpy.savez takes arrays as keyword arguments, so an output called `file` would collide with its
+    # own parameter; the archive is written member by member, as numpy.savez does.
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, array in outputs.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def conform(name: str, array: np.ndarray, dtype: str, shape: list, path: str) -> np.ndarray:
     """Check an input array against its declared dtype and shape (batch axis added when missing)."""
     if array.ndim == len(shape) - 1:
         array = array[None]
+    where = Span.whole_file(path)
     if array.ndim != len(shape):
-        raise error("E060", f"input `{name}` has shape {list(array.shape)}; the model needs {shape}", Span(path))
+        raise error("E060", f"input `{name}` has shape {list(array.shape)}; the model needs {shape}", where)
     for got, want in zip(array.shape[1:], shape[1:]):
         if isinstance(want, int) and got != want:
-            raise error("E060", f"input `{name}` has shape {list(array.shape)}; the model needs {shape}",
-                        Span(path))
+            raise error("E060", f"input `{name}` has shape {list(array.shape)}; the model needs {shape}", where)
     if array.dtype != np.dtype(dtype):
         if not np.can_cast(array.dtype, dtype, casting="same_kind"):
-            raise error("E061", f"input `{name}` has dtype {array.dtype}; the model needs {dtype}", Span(path))
+            raise error("E061", f"input `{name}` has dtype {array.dtype}; the model needs {dtype}", where)
         array = array.astype(dtype)
     return np.ascontiguousarray(array)
 

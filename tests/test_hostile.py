@@ -781,7 +781,7 @@ def _check_in_process(directory: Path, data: bytes) -> list:
     diags = _timed(lambda: check_spec(str(path), DEFAULT_LIMITS.strict()), VALIDATE_SECONDS)
     assert isinstance(diags, list)
     for d in diags:
-        assert re.fullmatch(r"E0\d\d", d.code) and d.span.line >= 1 and d.span.column >= 1 and d.message, d
+        assert re.fullmatch(r"[EW]0\d\d", d.code) and d.span.line >= 1 and d.span.column >= 1 and d.message, d
     for fmt in ("text", "github", "json"):
         format_diagnostics(diags, fmt).encode("utf-8")   # printing must not fail
     assert not CONTROL.search(format_diagnostics(diags, "text")), diags   # nor reach the terminal raw

@@ -117,8 +117,43 @@ def internal_cases():
         graph.set_output("weights", w)
         return graph
 
-    return {"cast": cast, "gemm": gemm, "matmul+constant": matmul_and_constant,
-            "quantize_linear+dequantize_linear": quantize_dequantize}
+    def gemm_qdq():  # the weight arrives dequantized, as an input (what quantize_int8 makes)
+        graph, x = _graph(TensorType("float32", ("N", 4)))
+        dq, w = _int8(graph, x)
+        bias = {"bias": data("g.bias", np.random.default_rng(2).standard_normal(3).astype(np.float32))}
+        graph.set_output("y", _node(graph, "g", "gemm_qdq", {"units": 3, "bias": True, "activation": "relu"}, [dq, w],
+                                    TensorType("float32", ("N", 3)), bias))
+        return graph
+
+    def conv_qdq():
+        x_type = TensorType("float32", ("N", 2, 6, 6))
+        graph, x = _graph(x_type)
+        op = STEPS["internal"]["conv_qdq"]
+        attrs = {"filters": 3, "kernel": 3, "stride": 1, "padding": "same", "dilation": 1, "groups": 1, "bias": True,
+                 "activation": "relu", "init": "glorot_uniform"}
+        attrs.update(op.resolve(attrs, [x_type]))
+        q = np.random.default_rng(3).integers(-127, 128, (3, 2, 3, 3)).astype(np.int8)
+        w = _node(graph, "w", "dequantize_linear", {"axis": 0, "dtype": "int8", "shape": [3, 2, 3, 3]}, [],
+                  TensorType("float32", (3, 2, 3, 3)),
+                  {"q": data("w.q", q, "const"), "scale": data("w.scale", np.array([0.01, 0.02, 0.03], np.float32), "const"),
+                   "zero_point": data("w.zero_point", np.zeros(3, np.int8), "const")})
+        bias = {"bias": data("c.bias", np.array([0.1, -0.2, 0.3], np.float32))}
+        graph.set_output("y", _node(graph, "c", "conv_qdq", attrs, [x, w], TensorType("float32", ("N", 3, 6, 6)), bias))
+        return graph
+
+    def ensemble(combine, kind):
+        def make():
+            graph, x = _graph(TensorType("float32", ("N", 5)))
+            members = [x] + [graph.append(Node(op, REGISTRY[op], "layer", {}, [x], [Value(op, x.type)], None)).output
+                             for op in ("tanh", "sigmoid")]
+            graph.set_output("y", _node(graph, "combine", "ensemble_combine", {"combine": combine, "kind": kind},
+                                        members, x.type))
+            return graph
+        return make
+
+    return {"ensemble_combine_vote": ensemble("vote", "scores"), "ensemble_combine_mean": ensemble("mean", "probs"),
+            "cast": cast, "gemm": gemm, "matmul+constant": matmul_and_constant,
+            "quantize_linear+dequantize_linear": quantize_dequantize, "gemm_qdq": gemm_qdq, "conv_qdq": conv_qdq}
 
 
 INTERNAL = internal_cases()
@@ -133,6 +168,7 @@ def test_internal_op_lowerings_agree(case, batch):
 def test_every_registry_op_is_covered():
     covered = {op.name for op, _ in CASES}
     covered |= {name for case in INTERNAL for name in case.split("+")}
+    covered |= {"ensemble_combine"}  # its cases are named by how they combine
     covered |= {"to_channels_first"}  # every NHWC zoo spec (resnet_small) runs it through both lowerings
     missing = [f"{op.category}.{op.name}" for op in LOWERED + list(STEPS["internal"].values())
                if op.name not in covered]

@@ -80,6 +80,32 @@ EXPECTED_PARAMS = {
     # conv 64 3x3 on 32: 64*32*9 + 64 = 18,496  -> 64x8x8 -> global_avgpool 64
     # dense 10: 64*10 + 10 = 650
     "preprocess_zoo.yaml": 24_234,  # 448 + 4,640 + 18,496 + 650
+    # Sequence models. Extra rules: embedding vocab*dim; multihead_attention 3*dim*d + 3*dim (in_proj)
+    # + dim*dim + dim (out_proj); additive attention dk*dq + dk*dk + dk (W_q, W_k, v; no biases);
+    # lstm per layer and direction 4*H*(D_in + H) + 2*4*H (PyTorch's two biases); positional_encoding
+    # learned max_len*D, sinusoidal 0.
+    # embedding 12x32 = 384; conv 64 k3 on 32: 64*32*3 + 64 = 6,208; conv 64 k3 on 64: 64*64*3 + 64 = 12,352
+    # query dense 64 on 64: 4,160; additive attention dq = dk = 64: 4,096 + 4,096 + 64 = 8,256
+    # dense 10 on 64: 650
+    "attention_task.yaml": 32_010,  # 384 + 6,208 + 12,352 + 4,160 + 8,256 + 650
+    # embedding 12x32 = 384
+    # lstm H=64 layer 0 (D=32), per direction 4*64*(32+64) + 512 = 25,088, x2 = 50,176
+    # lstm layer 1 (D=128),     per direction 4*64*(128+64) + 512 = 49,664, x2 = 99,328
+    # dense 10 on 128: 1,290
+    "lstm_classifier.yaml": 151_178,  # 384 + 50,176 + 99,328 + 1,290
+    # embedding 12x64 = 768; sinusoidal positions 0
+    # encoder block (d 64, hidden 128): attention 3*64*64 + 192 + 64*64 + 64 = 16,640; layernorm 128;
+    #   dense 128 on 64: 8,320; dense 64 on 128: 8,256; layernorm 128 -> 33,472, x2 = 66,944
+    # dense 10 on 64: 650
+    "transformer_text.yaml": 68_362,  # 768 + 66,944 + 650
+    # patch conv 64 4x4 on 1: 64*16 + 64 = 1,088; learned positions 49*64 = 3,136
+    # pre-norm block: layernorm 128 + attention 16,640 + layernorm 128 + 8,320 + 8,256 = 33,472, x3 = 100,416
+    # final layernorm 128; dense 10 on 64: 650
+    "vit_mnist.yaml": 105_418,  # 1,088 + 3,136 + 100,416 + 128 + 650
+    # conv 16 3x3 on 1: 160 -> fractional_maxpool 1.414: floor(28/1.414) = 19
+    # conv 32 3x3 on 16: 32*16*9 + 32 = 4,640 -> 13; conv 48 3x3 on 32: 48*32*9 + 48 = 13,872 -> 9
+    # flatten 48*9*9 = 3,888; dense 128: 3,888*128 + 128 = 497,792 (dropconnect adds none); dense 10: 1,290
+    "fmp_dropconnect.yaml": 517_754,  # 160 + 4,640 + 13,872 + 497,792 + 1,290
 }
 
 EXPECTED_OUTPUT_SHAPES = {
@@ -97,4 +123,9 @@ EXPECTED_OUTPUT_SHAPES = {
     "tiny_mlp.yaml": {"output": [10]},
     "conv1d_signal.yaml": {"logits": [10], "embedding": [8, 8]},
     "preprocess_zoo.yaml": {"output": [10]},
+    "attention_task.yaml": {"output": [10]},
+    "lstm_classifier.yaml": {"output": [10]},
+    "transformer_text.yaml": {"output": [10]},
+    "vit_mnist.yaml": {"logits": [10]},
+    "fmp_dropconnect.yaml": {"logits": [10]},
 }

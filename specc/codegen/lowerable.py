@@ -13,5 +13,5 @@ def check_lowerable(graph: Graph, target: str) -> None:
             kind = "preprocess step" if node.category == "preprocess" else "op"
             diags.error("E099", f"layer `{node.layer or node.name}`: {kind} `{node.op}` has no {target} lowering "
                         "in this version", node.span, "`specc validate` and `specc inspect` accept it; "
-                        "building it is not supported yet")
+                        "this version of specc cannot build a model with it")
     diags.raise_if_errors()

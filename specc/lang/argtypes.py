@@ -181,10 +181,8 @@ class ListOf(Type):
     max_len: int | None = None
 
     def describe(self):
-        size = ""
-        if self.min_len and self.min_len == self.max_len:
-            size = f" of {self.min_len}"
-        return f"a list{size} of {self.item.describe()}s".replace("an ", "").replace("a number", "number")
+        count = f"{self.min_len} " if self.min_len and self.min_len == self.max_len else ""
+        return f"a list of {count}{_plural(self.item.describe())}"
 
     def check(self, node, diags, where):
         if not isinstance(node, Seq):
@@ -203,6 +201,18 @@ class ListOf(Type):
         if self.max_len is not None:
             schema["maxItems"] = self.max_len
         return schema
+
+
+def _plural(description: str) -> str:
+    """The plural of an item's description, for list types: "a number > 0" -> "numbers > 0",
+    "an integer >= 1" -> "integers >= 1"; a description that is not one noun phrase is kept whole."""
+    for article in ("a ", "an "):
+        if description.startswith(article) and " or " not in description:
+            noun, _, rest = description[len(article):].partition(" ")
+            return f"{noun}s {rest}".rstrip()
+    if description == "any value":
+        return "values"
+    return f"items, each {description}"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from specc.ops.base import OpDef, register
+from specc.ops.base import OpDef, float_const, register
 from specc.lang.argtypes import Field, Float, Int
 
 
@@ -21,7 +21,7 @@ def torch_activation(name: str, x, slope: float = 0.01):
             "silu": F.silu, "elu": F.elu}[name](x)
 
 
-def onnx_activation(g, name: str, x: str, label: str, slope: float = 0.01) -> str:
+def onnx_activation(g, name: str, x: str, label: str, slope: float = 0.01, dtype: str = "float32") -> str:
     if name == "linear":
         return x
     if name == "leaky_relu":
@@ -31,10 +31,10 @@ def onnx_activation(g, name: str, x: str, label: str, slope: float = 0.01) -> st
     if name == "silu":  # x * sigmoid(x): no Swish op before opset 24
         return g.node("Mul", [x, g.node("Sigmoid", [x], label + "_sigmoid")], label)
     if name == "gelu":  # exact GELU, 0.5 x (1 + erf(x / sqrt 2)); Gelu is an op only from opset 20
-        scaled = g.node("Mul", [x, g.const(1.0 / math.sqrt(2.0), label + "_inv_sqrt2")], label + "_scaled")
+        scaled = g.node("Mul", [x, float_const(g, 1.0 / math.sqrt(2.0), dtype, label + "_inv_sqrt2")], label + "_scaled")
         erf = g.node("Erf", [scaled], label + "_erf")
-        one_plus = g.node("Add", [erf, g.const(1.0, label + "_one")], label + "_1p")
-        half_x = g.node("Mul", [x, g.const(0.5, label + "_half")], label + "_halfx")
+        one_plus = g.node("Add", [erf, float_const(g, 1.0, dtype, label + "_one")], label + "_1p")
+        half_x = g.node("Mul", [x, float_const(g, 0.5, dtype, label + "_half")], label + "_halfx")
         return g.node("Mul", [half_x, one_plus], label)
     return g.node({"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}[name], [x], label)
 
@@ -46,7 +46,7 @@ class _Activation(OpDef):
         return torch_activation(self.name, xs[0], attrs.get("slope", 0.01))
 
     def onnx(self, g, attrs, xs, params, itypes, otype):
-        return onnx_activation(g, self.name, xs[0], g.label, attrs.get("slope", 0.01))
+        return onnx_activation(g, self.name, xs[0], g.label, attrs.get("slope", 0.01), itypes[0].dtype)
 
 
 def _make(name: str, fields=None, primary=None):

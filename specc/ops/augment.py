@@ -1,6 +1,6 @@
 """Augment steps: training-time only, so here they are validated, not lowered.
 
-`specc train` (a later issue) applies them; the built model never contains them.
+`specc train` applies them to the training data; the built model never contains them.
 """
 
 from __future__ import annotations

@@ -222,6 +222,14 @@ def _normal_float32(rng, shape: tuple, std: float):
     return x
 
 
+def float_const(g, value, dtype: str, hint: str) -> str:
+    """A float constant of an ONNX lowering, in the element type of the tensor it meets: ONNX never
+    promotes, so a float16 graph (`precision: fp16`) needs float16 constants where fp32 needs float32."""
+    import numpy as np
+
+    return g.const(np.asarray(value, dtype=np.float16 if dtype == "float16" else np.float32), hint)
+
+
 def elements(t: TensorType) -> int:
     """Elements per example (symbolic axes count as 1)."""
     n = dim_product(t.features)

@@ -86,10 +86,15 @@ class Conv(OpDef):
         return torch_activation(attrs["activation"], conv_forward(attrs, xs[0], params["weight"], params.get("bias")))
 
     def onnx(self, g, attrs, xs, params, itypes, otype):
-        inputs = [xs[0], params["weight"]] + ([params["bias"]] if "bias" in params else [])
-        y = g.node("Conv", inputs, g.label + "/Conv", kernel_shape=attrs["kernel_shape"], strides=attrs["strides"],
-                   dilations=attrs["dilations"], group=attrs["groups"], pads=attrs["pads"])
-        return onnx_activation(g, attrs["activation"], y, g.label + "/" + attrs["activation"])
+        return conv_onnx(g, attrs, xs[0], params["weight"], params.get("bias"), otype.dtype)
+
+
+def conv_onnx(g, attrs, x: str, weight: str, bias: str | None, dtype: str) -> str:
+    """ONNX Conv from the resolved geometry, then the activation; `weight` is an initializer or a tensor."""
+    inputs = [x, weight] + ([bias] if bias else [])
+    y = g.node("Conv", inputs, g.label + "/Conv", kernel_shape=attrs["kernel_shape"], strides=attrs["strides"],
+               dilations=attrs["dilations"], group=attrs["groups"], pads=attrs["pads"])
+    return onnx_activation(g, attrs["activation"], y, g.label + "/" + attrs["activation"], dtype=dtype)
 
 
 def conv_forward(attrs, x, weight, bias):

@@ -19,7 +19,9 @@ class Dense(OpDef):
         "bias": Field(Bool(), True, "add a bias"),
         "activation": ACTIVATION,
         "init": INIT,
-        "dropconnect": Field(Float(0, 1, max_open=True), 0.0, "DropConnect probability (training only)"),
+        "dropconnect": Field(Float(0, 1, max_open=True), 0.0,
+                             "DropConnect probability: weights dropped in training (the rest scaled by 1/(1-p)); "
+                             "inference uses them all"),
     }
 
     def infer(self, attrs, inputs):
@@ -45,7 +47,9 @@ class Dense(OpDef):
 
         weight = params["weight"]
         if training and attrs["dropconnect"] > 0:
-            weight = F.dropout(weight, attrs["dropconnect"], training=True) * (1 - attrs["dropconnect"])
+            # DropConnect (Wan et al. 2013): each weight kept with probability 1-p, one mask per forward pass.
+            # Kept weights are scaled by 1/(1-p), so the expected weight is W: inference (and ONNX) use W as is.
+            weight = F.dropout(weight, attrs["dropconnect"], training=True)
         return torch_activation(attrs["activation"], F.linear(xs[0], weight, params.get("bias")))
 
     def onnx(self, g, attrs, xs, params, itypes, otype):
@@ -58,4 +62,4 @@ class Dense(OpDef):
             y = g.node("MatMul", [xs[0], w_t], label + "/MatMul")
             if "bias" in params:
                 y = g.node("Add", [y, params["bias"]], label + "/bias")
-        return onnx_activation(g, attrs["activation"], y, label + "/" + attrs["activation"])
+        return onnx_activation(g, attrs["activation"], y, label + "/" + attrs["activation"], dtype=otype.dtype)

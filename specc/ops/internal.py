@@ -92,7 +92,7 @@ class Gemm(_Internal):
     def onnx(self, g, attrs, xs, params, itypes, otype):
         inputs = [xs[0], params["weight"]] + ([params["bias"]] if "bias" in params else [])
         y = g.node("Gemm", inputs, g.label + "/Gemm", transB=1)
-        return onnx_activation(g, attrs["activation"], y, g.label + "/" + attrs["activation"])
+        return onnx_activation(g, attrs["activation"], y, g.label + "/" + attrs["activation"], dtype=otype.dtype)
 
 
 def broadcast(a: tuple, b: tuple, what: str) -> tuple:
@@ -220,3 +220,57 @@ class DequantizeLinear(_Internal):
         extra = {} if attrs["axis"] is None else {"axis": attrs["axis"]}
         q = xs[0] if xs else params["q"]
         return g.node("DequantizeLinear", [q, params["scale"], params["zero_point"]], g.label, **extra)
+
+
+@register
+class EnsembleCombine(_Internal):
+    name = "ensemble_combine"
+    doc = ("combine the members of an ensemble: each member's output as class probabilities, then their mean, "
+           "or each class's fraction of the members' votes (ties ordered by the mean probability)")
+    arity = (1, None)
+    fields = {"combine": Field(Enum(("mean", "vote")), "mean", "how the members are combined"),
+              "kind": Field(Enum(("probs", "log_probs", "scores")), "scores",
+                            "what the members output: probabilities, log-probabilities, or scores (softmaxed)")}
+    TIE_BREAK = 1e-3  # under one vote's 1/members: it only orders classes with equal votes
+
+    def infer(self, attrs, inputs):
+        if len({t for t in inputs}) != 1:
+            raise ShapeError("the members of an ensemble must give outputs of one type: "
+                             + ", ".join(str(t) for t in inputs))
+        return inputs[0]
+
+    def torch_forward(self, attrs, params, xs, training):
+        import torch
+
+        kind = attrs["kind"]
+        probs = torch.stack([x if kind == "probs" else x.exp() if kind == "log_probs" else torch.softmax(x, -1)
+                             for x in xs])
+        mean = probs.mean(dim=0)
+        if attrs["combine"] == "mean":
+            return mean
+        votes = torch.nn.functional.one_hot(probs.argmax(dim=-1), probs.shape[-1]).to(probs.dtype).mean(dim=0)
+        return (votes + self.TIE_BREAK * mean) / (1.0 + self.TIE_BREAK)
+
+    def onnx(self, g, attrs, xs, params, itypes, otype):
+        import numpy as np
+
+        label, kind, n = g.label, attrs["kind"], len(xs)
+        probs = []
+        for i, x in enumerate(xs):
+            if kind == "log_probs":
+                x = g.node("Exp", [x], f"{label}/exp_{i}")
+            elif kind == "scores":
+                x = g.node("Softmax", [x], f"{label}/softmax_{i}", axis=-1)
+            probs.append(x)
+        mean = probs[0] if n == 1 else g.node("Mean", probs, f"{label}/mean")
+        if attrs["combine"] == "mean":
+            return mean
+        classes = itypes[0].shape[-1]
+        depth = g.const(np.array(classes, np.int64), f"{label}/classes")
+        on_off = g.const(np.array([0.0, 1.0], np.float32), f"{label}/on_off")
+        votes = [g.node("OneHot", [g.node("ArgMax", [p], f"{label}/argmax_{i}", axis=-1, keepdims=0), depth, on_off],
+                        f"{label}/vote_{i}", axis=-1) for i, p in enumerate(probs)]
+        share = votes[0] if n == 1 else g.node("Mean", votes, f"{label}/votes")
+        tie = g.node("Mul", [mean, g.const(np.float32(self.TIE_BREAK), f"{label}/tie_break")], f"{label}/tie")
+        total = g.node("Add", [share, tie], f"{label}/ordered")
+        return g.node("Div", [total, g.const(np.float32(1.0 + self.TIE_BREAK), f"{label}/norm")], label)

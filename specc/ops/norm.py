@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from specc.ir.types import is_static, shape_str
-from specc.ops.base import OpDef, ShapeError, elements, register
+from specc.ops.base import OpDef, ShapeError, elements, float_const, register
 from specc.lang.argtypes import REQUIRED, Field, Float, Int
 
 
@@ -93,7 +93,7 @@ class LayerNorm(OpDef):
         label = g.label
         centered = g.node("Sub", [xs[0], g.reduce_mean(xs[0], [-1], label + "/mean")], label + "/centered")
         var = g.reduce_mean(g.node("Mul", [centered, centered], label + "/sq"), [-1], label + "/var")
-        std = g.node("Sqrt", [g.node("Add", [var, g.const(float(attrs["eps"]), label + "_eps")], label + "/var_eps")],
+        std = g.node("Sqrt", [g.node("Add", [var, float_const(g, attrs["eps"], itypes[0].dtype, label + "_eps")], label + "/var_eps")],
                      label + "/std")
         normed = g.node("Div", [centered, std], label + "/normed")
         return g.node("Add", [g.node("Mul", [normed, params["weight"]], label + "/scaled"), params["bias"]], label)

@@ -107,11 +107,16 @@ class GlobalMaxPool(_GlobalPool):
 
 @register
 class FractionalMaxPool(OpDef):
+    """Graham 2014, "Fractional Max-Pooling": overlapping 2x2 regions whose starts follow a pseudo-random
+    sequence, as PyTorch's `fractional_max_pool2d`. Training draws a new sequence per example and channel;
+    inference uses the fixed sequence of u = 0.5, the same in both lowerings (a gather of the region
+    rows, a max, then the same for the columns)."""
+
     name = "fractional_maxpool"
-    doc = ("fractional max pooling (Graham 2014): a ratio below 1 is output/input (torch's output_ratio), "
-           "above 1 the reduction factor alpha (e.g. 1.414)")
+    doc = ("fractional max pooling (Graham 2014) with 2x2 regions: a ratio below 1 is output/input (torch's "
+           "output_ratio), above 1 the reduction factor alpha (e.g. 1.414); random regions in training, "
+           "fixed (u = 0.5) in inference")
     primary = "ratio"
-    lowered = False
     fields = {"ratio": Field(Float(0, 16, min_open=True), REQUIRED, "size ratio")}
 
     def infer(self, attrs, inputs):
@@ -122,8 +127,61 @@ class FractionalMaxPool(OpDef):
             if not isinstance(d, int):
                 raise ShapeError("`fractional_maxpool` needs static spatial sizes")
             ratio = attrs["ratio"]
-            out = int(d * ratio) if ratio <= 1 else int(d / ratio)
+            out = fractional_size(d, ratio)
             if out < 1:
-                raise ShapeError(f"input size {d} times ratio {attrs['ratio']} leaves nothing")
+                raise ShapeError(f"input size {d} times ratio {attrs['ratio']} leaves nothing", arg="ratio")
+            if out + FRACTIONAL_REGION - 1 > d:
+                raise ShapeError(f"input size {d} with ratio {ratio} gives {out} outputs, but {FRACTIONAL_REGION}x"
+                                 f"{FRACTIONAL_REGION} regions fit at most {d - FRACTIONAL_REGION + 1}",
+                                 "use a ratio below 1 that shrinks the input, or above 1 (e.g. 1.414)", arg="ratio")
             spatial.append(out)
         return x.with_shape(x.shape[:2] + tuple(spatial))
+
+    def macs(self, attrs, inputs, output):
+        return elements(output) * FRACTIONAL_REGION * FRACTIONAL_REGION
+
+    def torch_forward(self, attrs, params, xs, training):
+        import torch
+        import torch.nn.functional as F
+
+        x = xs[0]
+        out_h, out_w = (fractional_size(d, attrs["ratio"]) for d in x.shape[2:])
+        if training:
+            return F.fractional_max_pool2d(x, FRACTIONAL_REGION, output_size=(out_h, out_w))
+        for axis, (size, out) in ((2, (x.shape[2], out_h)), (3, (x.shape[3], out_w))):
+            rows = torch.from_numpy(fractional_regions(size, out)).to(x.device)    # (out, region)
+            x = torch.stack([x.index_select(axis, rows[:, k]) for k in range(FRACTIONAL_REGION)]).amax(dim=0)
+        return x
+
+    def onnx(self, g, attrs, xs, params, itypes, otype):
+        import numpy as np
+
+        x = xs[0]
+        for axis, name in ((2, "rows"), (3, "cols")):
+            regions = fractional_regions(itypes[0].shape[axis], otype.shape[axis])
+            picks = [g.node("Gather", [x, g.const(np.ascontiguousarray(regions[:, k]), f"{g.label}/{name}_{k}")],
+                            f"{g.label}/{name}_{k}", axis=axis) for k in range(FRACTIONAL_REGION)]
+            x = g.node("Max", picks, g.label if axis == 3 else f"{g.label}/{name}_max")
+        return x
+
+
+FRACTIONAL_REGION = 2  # Graham's 2x2 regions (PyTorch's kernel_size)
+FRACTIONAL_U = 0.5     # the fixed sample of the inference sequence
+
+
+def fractional_size(size: int, ratio: float) -> int:
+    """docs/spec-language.md's convention: below 1 the ratio is output/input, above 1 Graham's alpha."""
+    return int(size * ratio) if ratio <= 1 else int(size / ratio)
+
+
+def fractional_regions(size: int, out: int, u: float = FRACTIONAL_U):
+    """(out, region) int64 row indices of each pooling region along one axis: PyTorch's sequence
+    start_i = int((i + u) * alpha) - int(u * alpha), alpha = (size - region) / (out - 1), the last region
+    ending at the border; computed in float32 as PyTorch does for float32 inputs."""
+    import numpy as np
+
+    f32 = np.float32
+    alpha = f32(size - FRACTIONAL_REGION) / f32(out - 1) if out > 1 else f32(0)
+    starts = [int(f32(f32(i) + f32(u)) * alpha) - int(f32(u) * alpha) for i in range(out - 1)]
+    starts.append(size - FRACTIONAL_REGION)
+    return (np.asarray(starts, np.int64)[:, None] + np.arange(FRACTIONAL_REGION, dtype=np.int64)[None, :])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from specc.ir.types import TensorType, is_static, shape_str
-from specc.ops.base import OpDef, ShapeError, elements, register
+from specc.ops.base import OpDef, ShapeError, elements, float_const, register
 from specc.lang.argtypes import REQUIRED, Enum, Field, Float, Int, ListOf, Union
 
 SIZE_HW = ListOf(Int(1), 2, 2)
@@ -39,7 +39,7 @@ class Scale(_Step):
         return xs[0] * attrs["factor"]
 
     def onnx(self, g, attrs, xs, params, itypes, otype):
-        return g.node("Mul", [xs[0], g.const(float(attrs["factor"]), g.label + "_factor")], g.label)
+        return g.node("Mul", [xs[0], float_const(g, attrs["factor"], itypes[0].dtype, g.label + "_factor")], g.label)
 
 
 @register
@@ -47,15 +47,22 @@ class Normalize(_Step):
     name = "normalize"
     doc = "(x - mean) / std per channel"
     fields = {
-        "mean": Field(ListOf(Float(), 1), REQUIRED, "per-channel mean (or one value)"),
-        "std": Field(ListOf(Float(0, min_open=True), 1), REQUIRED, "per-channel std (or one value)"),
+        "mean": Field(Union((Float(), ListOf(Float(), 1))), REQUIRED,
+                      "per-channel mean, or one number for every channel"),
+        "std": Field(Union((Float(0, min_open=True), ListOf(Float(0, min_open=True), 1))), REQUIRED,
+                     "per-channel std, or one number for every channel"),
     }
+
+    @staticmethod
+    def _values(value) -> list:
+        """`mean: 0.5` is `mean: [0.5]`: one value broadcast to every channel."""
+        return [value] if isinstance(value, (int, float)) else list(value)
 
     def infer(self, attrs, inputs):
         x = inputs[0]
         channels = x.shape[1] if x.rank >= 2 else None
         for key in ("mean", "std"):
-            n = len(attrs[key])
+            n = len(self._values(attrs[key]))
             if n != 1 and n != channels:
                 want = "1 value" if channels == 1 else f"1 value or {channels} (one per channel)"
                 raise ShapeError(f"`normalize` {key} has {n} values but the input has {channels} "
@@ -66,8 +73,8 @@ class Normalize(_Step):
         import numpy as np
 
         shape = (-1,) + (1,) * (x_rank - 2)
-        mean = np.asarray(attrs["mean"], np.float32).reshape(shape)
-        std = np.asarray(attrs["std"], np.float32).reshape(shape)
+        mean = np.asarray(self._values(attrs["mean"]), np.float32).reshape(shape)
+        std = np.asarray(self._values(attrs["std"]), np.float32).reshape(shape)
         return mean, std
 
     def macs(self, attrs, inputs, output):
@@ -77,12 +84,13 @@ class Normalize(_Step):
         import torch
 
         mean, std = self.constants(attrs, xs[0].dim())
-        return (xs[0] - torch.from_numpy(mean)) / torch.from_numpy(std)
+        x = xs[0]
+        return (x - torch.from_numpy(mean).to(x.dtype)) / torch.from_numpy(std).to(x.dtype)
 
     def onnx(self, g, attrs, xs, params, itypes, otype):
         mean, std = self.constants(attrs, itypes[0].rank)
-        centered = g.node("Sub", [xs[0], g.const(mean, g.label + "_mean")], g.label + "/sub_mean")
-        return g.node("Div", [centered, g.const(std, g.label + "_std")], g.label)
+        centered = g.node("Sub", [xs[0], float_const(g, mean, itypes[0].dtype, g.label + "_mean")], g.label + "/sub_mean")
+        return g.node("Div", [centered, float_const(g, std, itypes[0].dtype, g.label + "_std")], g.label)
 
 
 @register
@@ -112,10 +120,10 @@ class GlobalContrastNorm(_Step):
         mean = g.reduce_mean(xs[0], axes, label + "/mean")
         centered = g.node("Sub", [xs[0], mean], label + "/centered")
         var = g.reduce_mean(g.node("Mul", [centered, centered], label + "/sq"), axes, label + "/var")
-        reg = g.node("Add", [var, g.const(float(attrs["lambda"]), label + "_lambda")], label + "/var_lambda")
+        reg = g.node("Add", [var, float_const(g, attrs["lambda"], itypes[0].dtype, label + "_lambda")], label + "/var_lambda")
         contrast = g.node("Max", [g.node("Sqrt", [reg], label + "/sqrt"),
-                                  g.const(float(attrs["eps"]), label + "_eps")], label + "/contrast")
-        scaled = g.node("Mul", [centered, g.const(float(attrs["scale"]), label + "_scale")], label + "/scaled")
+                                  float_const(g, attrs["eps"], itypes[0].dtype, label + "_eps")], label + "/contrast")
+        scaled = g.node("Mul", [centered, float_const(g, attrs["scale"], itypes[0].dtype, label + "_scale")], label + "/scaled")
         return g.node("Div", [scaled, contrast], label)
 
 
@@ -181,7 +189,8 @@ class LocalContrastNorm(_Step):
         import torch.nn.functional as F
 
         x = xs[0]
-        kernel, cover = (torch.from_numpy(t) for t in self.tensors(attrs, TensorType("float32", tuple(x.shape))))
+        kernel, cover = (torch.from_numpy(t).to(x.dtype) for t in
+                         self.tensors(attrs, TensorType("float32", tuple(x.shape))))
         pad = attrs["size"] // 2
         centered = x - F.conv2d(x, kernel, padding=pad) / cover
         local_std = torch.sqrt(F.conv2d(centered * centered, kernel, padding=pad) / cover)
@@ -191,7 +200,8 @@ class LocalContrastNorm(_Step):
     def onnx(self, g, attrs, xs, params, itypes, otype):
         label, pad = g.label, attrs["size"] // 2
         kernel, cover = self.tensors(attrs, itypes[0])
-        k, cov = g.const(kernel, label + "_window"), g.const(cover, label + "_coverage")
+        dtype = itypes[0].dtype
+        k, cov = float_const(g, kernel, dtype, label + "_window"), float_const(g, cover, dtype, label + "_coverage")
 
         def local_mean(t, name):
             summed = g.node("Conv", [t, k], f"{label}/{name}_sum", pads=[pad] * 4,
@@ -202,7 +212,7 @@ class LocalContrastNorm(_Step):
         sq = g.node("Mul", [centered, centered], label + "/sq")
         local_std = g.node("Sqrt", [local_mean(sq, "local_var")], label + "/local_std")
         mean_std = g.reduce_mean(local_std, [1, 2, 3], label + "/mean_std")
-        divisor = g.node("Max", [local_std, mean_std, g.const(float(attrs["eps"]), label + "_eps")],
+        divisor = g.node("Max", [local_std, mean_std, float_const(g, attrs["eps"], dtype, label + "_eps")],
                          label + "/divisor")
         return g.node("Div", [centered, divisor], label)
 

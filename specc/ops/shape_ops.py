@@ -150,6 +150,8 @@ class _Elementwise(OpDef):
 
     def onnx(self, g, attrs, xs, params, itypes, otype):
         op = "Sum" if self.name == "add" else "Mul"
+        if op == "Sum" and len(xs) == 2:  # Add, not Sum: int8 residual fusions (QLinearAdd, TensorRT) match Add
+            return g.node("Add", xs, g.label)
         if op == "Mul" and len(xs) > 2:
             y = xs[0]
             for i, x in enumerate(xs[1:]):

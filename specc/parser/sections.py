@@ -7,16 +7,37 @@ implemented by `specc train` and `specc build`.
 from __future__ import annotations
 
 from specc.ir.types import INPUT_DTYPES
-from specc.lang.argtypes import (REQUIRED, AnyValue, Bool, DictOf, Enum, Field, Float, Int, ListOf, OneKey,
-                                Record, Str, Union)
+from specc.lang.argtypes import (INVALID, REQUIRED, AnyValue, Bool, DictOf, Enum, Field, Float, Int, ListOf,
+                                OneKey, Record, Str, Union)
+from specc.lang.located import Scalar
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9_.-]*"
+
+# An input dtype people reach for that a built model does not take. A did-you-mean (`float16`) would
+# suggest another precision, not the fix.
+_UNSUPPORTED_DTYPES = {
+    "float64": "models are served in float32 (or float16): declare `dtype: float32`; `specc predict` casts "
+               "float64 arrays to it",
+}
+
+
+class _InputDtype(Enum):
+    """The input dtypes, with a reason (not a look-alike) for the ones a model does not take."""
+
+    def check(self, node, diags, where):
+        if isinstance(node, Scalar) and node.value in _UNSUPPORTED_DTYPES:
+            diags.error("E014", f"{where} `{node.value}` is not supported; inputs are "
+                        + ", ".join(f"`{c}`" for c in self.choices), node.span, _UNSUPPORTED_DTYPES[node.value])
+            return INVALID
+        return super().check(node, diags, where)
+
+
 DIM = Union((Int(1), Str(r"[A-Za-z_][A-Za-z0-9_]*")))
 
 INPUT = Record({
     "shape": Field(ListOf(DIM, 1, 8), REQUIRED, "shape without the batch axis, in the input's layout; "
                    "a name is a symbolic dimension"),
-    "dtype": Field(Enum(INPUT_DTYPES), "float32", "element type"),
+    "dtype": Field(_InputDtype(INPUT_DTYPES), "float32", "element type"),
     "layout": Field(Enum(("NCHW", "NHWC")), "NCHW", "NHWC inputs are transposed once at the model's entry"),
     "description": Field(Str(), None, "free text"),
 }, "an input description")
@@ -122,6 +143,8 @@ BUILD = Record({
     "batch": Field(BATCH, None),
     "passes": Field(Union((Enum(("none", "standard")), ListOf(Str()))), "standard"),
     "tensorrt": Field(TENSORRT, None),
+    "max_accuracy_drop": Field(Float(0), 1.0, "for fp16/int8: the largest accepted drop in top-1 accuracy "
+                               "against fp32, in percentage points"),
     "tta": Field(Record({"transforms": Field(ListOf(AnyValue()), REQUIRED),
                          "combine": Field(Enum(("mean", "vote")), "mean")}), None),
 }, "the build section")

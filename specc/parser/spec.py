@@ -73,19 +73,45 @@ class Spec:
     training: dict | None
     build: dict
     tree: Map = None  # the evaluated located tree, for checks that need spans after the graph is built
+    # Sections that failed in a way the network depends on (an input, a preprocess step or a block
+    # that could not be read): elaborating the network then would only report consequences.
+    incomplete: frozenset = frozenset()
 
     @property
     def seed(self) -> int:
         return (self.training or {}).get("seed", 0) or 0
 
+    def span_of(self, section: str, *keys) -> Span:
+        """Where `section.key...` is written: the value's span, or the nearest key above it that is
+        written (the section's key, or the top of the file). Keys may be list indices.
+        With `extends`, this is the file that set the value."""
+        if self.tree is None:
+            return Span(self.path)
+        node, span = self.tree, self.tree.span
+        for key in (section, *keys):
+            if isinstance(node, Map) and key in node:
+                span, node = node.key_span(key), node.get(key)
+            elif isinstance(node, Seq) and isinstance(key, int) and -len(node.items) <= key < len(node.items):
+                node = node.items[key]
+                span = node.span
+            else:
+                return span
+        return node.span
+
 
 def load_spec(path: str, limits: Limits) -> Spec:
     """Parse a spec file into a Spec, raising SpeccError with every diagnostic found."""
-    tree = load_with_extends(path, limits)
     diags = Diagnostics()
-    spec = _parse_tree(tree, path, diags, limits)
+    spec = parse_spec(path, limits, diags)
     diags.raise_if_errors()
     return spec
+
+
+def parse_spec(path: str, limits: Limits, diags: Diagnostics) -> Spec:
+    """Parse a spec file into a Spec, adding the mistakes of every section to `diags`; a section with a
+    mistake is left out (or partly filled) and named in `spec.incomplete` when the network depends on it.
+    Raises SpeccError only when there is no tree to read (YAML errors, `extends` problems)."""
+    return _parse_tree(load_with_extends(path, limits), path, diags, limits)
 
 
 def _parse_tree(tree: Map, path: str, diags: Diagnostics, limits: Limits) -> Spec | None:
@@ -96,7 +122,7 @@ def _parse_tree(tree: Map, path: str, diags: Diagnostics, limits: Limits) -> Spe
     for key, required in TOP_LEVEL.items():
         if required and key not in tree:
             diags.error("E011", f"missing required top-level key `{key}`", tree.span, REQUIRED_HINTS[key])
-    _check_version(tree, diags)
+    version_ok = _check_version(tree, diags)
 
     params = _evaluate_params(tree.get("params"), diags, limits)
     scope = dict(params)
@@ -118,23 +144,44 @@ def _parse_tree(tree: Map, path: str, diags: Diagnostics, limits: Limits) -> Spe
     build = _section(evaluated, "build", BUILD, diags) or BUILD.check(Scalar(None, tree.span), diags, "build")
     _check_paths(evaluated, path, diags, limits)
     _check_build(evaluated, build, diags)
+    incomplete = {key for key, complete in (
+        ("specc", version_ok),
+        ("params", tree.get("params") is None or isinstance(tree.get("params"), Map)),
+        ("inputs", _count(evaluated.get("inputs")) == len(inputs) > 0),
+        ("preprocess", _count(evaluated.get("preprocess")) == len(preprocess)),
+        ("blocks", _count(tree.get("blocks")) == len(blocks)),
+        ("network", network is not None),
+    ) if not complete}
     return Spec(path=path, name=name or "", description=description or "", params=params, inputs=inputs,
                 preprocess=preprocess, augment=augment, blocks=blocks,
                 network=network.items if network is not None else (),
                 network_span=network.span if network is not None else tree.span,
-                outputs=outputs, training=training, build=build, tree=evaluated)
+                outputs=outputs, training=training, build=build, tree=evaluated, incomplete=frozenset(incomplete))
 
 
-def _check_version(tree: Map, diags: Diagnostics) -> None:
+def _count(node) -> int:
+    """How many entries or items a section has as written (0 when absent or not a collection)."""
+    if isinstance(node, Map):
+        return len(node.entries)
+    if isinstance(node, Seq):
+        return len(node.items)
+    return 0
+
+
+def _check_version(tree: Map, diags: Diagnostics) -> bool:
+    """False when the spec is written for a format this specc does not read."""
     node = tree.get("specc")
     if node is None:
-        return
+        return True  # reported as a missing key; the rest is read as version 1
     if not (isinstance(node, Scalar) and isinstance(node.value, int) and not isinstance(node.value, bool)):
         diags.error("E012", f"`specc` must be the integer format version, got {kind_name(node)}", node.span,
                     "write `specc: 1`")
-    elif node.value not in SUPPORTED_VERSIONS:
+        return False
+    if node.value not in SUPPORTED_VERSIONS:
         diags.error("E070", f"unsupported spec version {short(node.value)}", node.span,
                     "this specc reads `specc: 1`")
+        return False
+    return True
 
 
 def _scalar(tree: Map, key: str, type_, diags, where):

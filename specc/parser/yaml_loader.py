@@ -37,7 +37,12 @@ class _NoImplicitLoader(_BaseLoader):
     """Composes only: every untagged scalar stays a string for our own 1.2 resolution."""
 
 
-_NoImplicitLoader.yaml_implicit_resolvers = {}
+class _NoImplicitPureLoader(yaml.SafeLoader):
+    """The same, on PyYAML's pure-Python parser: the fallback when libyaml gives up on depth (below)."""
+
+
+for _loader in (_NoImplicitLoader, _NoImplicitPureLoader):
+    _loader.yaml_implicit_resolvers = {}
 _DEFAULT_TAGS = {yaml.ScalarNode: CORE + "str", yaml.SequenceNode: CORE + "seq", yaml.MappingNode: CORE + "map"}
 
 
@@ -46,7 +51,12 @@ def _resolve(self, kind, value, implicit):
     return _DEFAULT_TAGS[kind]
 
 
-_NoImplicitLoader.resolve = _resolve
+_NoImplicitLoader.resolve = _NoImplicitPureLoader.resolve = _resolve
+
+# Newer libyaml builds (0.2.6, shipped with PyYAML 6.0.4) stop at 1000 nesting levels while scanning
+# ahead, before our depth check sees the 65th level. The pure-Python parser has no such limit, so the
+# same spec gives the same E003 whichever PyYAML build is installed.
+_LIBYAML_DEPTH_ERROR = "maximum nesting depth"
 
 
 def _span(path: str, mark) -> Span:
@@ -80,7 +90,7 @@ def resolve_plain(text: str, span: Span):
     return text
 
 
-def _check_events(text: str, path: str, limits: Limits) -> tuple:
+def _check_events(text: str, path: str, limits: Limits, loader) -> tuple:
     """Walk the event stream once: nesting depth, document count and, when there is no alias,
     the node count (refused here, before composing, pointing at the innermost node over the limit).
     Returns (aliases, nodes)."""
@@ -89,7 +99,7 @@ def _check_events(text: str, path: str, limits: Limits) -> tuple:
     aliases = nodes = 0
     starts: list = []   # (start mark, node count before it) of the open collections
     first_over = None
-    for event in yaml.parse(text, Loader=_NoImplicitLoader):
+    for event in yaml.parse(text, Loader=loader):
         if isinstance(event, yaml.ScalarEvent):
             nodes += 1
         elif isinstance(event, yaml.AliasEvent):
@@ -214,6 +224,12 @@ def _yaml_error(exc, path: str, text: str):
     at = mark.index if mark is not None and mark.index is not None else -1
     if "\t" in problem or (0 <= at < len(text) and text[at] == "\t"):
         hint = "YAML is indented with spaces, not tabs"
+    elif "could not find expected ':'" in problem and exc.context_mark is not None:
+        # PyYAML gives up on the line after; the mistake is the line that started a key without `:`.
+        mark = exc.context_mark
+        hint = _missing_colon_hint(text, mark)
+    elif "expected '-' indicator" in problem or ("block collection" in context and "block end" in problem):
+        hint = _list_item_hint(text, exc.problem_mark, exc.context_mark)
     elif any(p in problem for p in ("block end", "mapping values are not allowed", "expected <block",
                                      "expected key")):
         hint = "check the indentation: keys of one mapping (and items of one list) must line up"
@@ -223,13 +239,44 @@ def _yaml_error(exc, path: str, text: str):
     return error("E001", f"YAML syntax error: {problem}{suffix}", _span(path, mark) if mark else Span(path), hint)
 
 
+def _missing_colon_hint(text: str, mark) -> str:
+    lines = text.splitlines()
+    word = lines[mark.line].split("#")[0].strip() if mark.line < len(lines) else ""
+    continuation = "if it continues the text of the line above, indent it deeper than that line's key"
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", word):
+        return (f"`{word}` alone on this line is read as a key without `:`: in a layer that also has "
+                f"`name:` or `from:`, write the op with a value (`{word}: {{}}`); " + continuation)
+    return "a key is written `key: value`; " + continuation
+
+
+def _list_item_hint(text: str, mark, list_mark) -> str:
+    lines = text.splitlines()
+    line = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+    start = f" (the list starts at line {list_mark.line + 1})" if list_mark is not None else ""
+    if line.lstrip().startswith("-"):
+        return (f"this list item is indented differently from the items before it{start}: "
+                "the `-` of every item of one list must line up")
+    return (f"a list item starts with `- `{start}: add it here, or indent this line under the item "
+            "it belongs to")
+
+
+def _parse(text: str, path: str, limits: Limits, loader) -> tuple:
+    """(aliases, nodes, composed root): the limits are checked on the event stream before composing."""
+    aliases, nodes = _check_events(text, path, limits, loader)
+    return aliases, nodes, yaml.compose(text, Loader=loader)
+
+
 def load_yaml_text(text: str, path: str, limits: Limits):
     """Parse one YAML document into a located tree, or raise SpeccError."""
     if "\x00" in text:
         raise error("E003", "not a spec: the file is binary (contains NUL bytes)", Span(path))
     try:
-        aliases, nodes = _check_events(text, path, limits)
-        root = yaml.compose(text, Loader=_NoImplicitLoader)
+        try:
+            aliases, nodes, root = _parse(text, path, limits, _NoImplicitLoader)
+        except yaml.MarkedYAMLError as exc:
+            if _LIBYAML_DEPTH_ERROR not in (exc.problem or "") or _NoImplicitLoader is _NoImplicitPureLoader:
+                raise
+            aliases, nodes, root = _parse(text, path, limits, _NoImplicitPureLoader)
     except yaml.MarkedYAMLError as exc:
         raise _yaml_error(exc, path, text) from None
     except yaml.reader.ReaderError as exc:  # a control character, or bytes that are not text

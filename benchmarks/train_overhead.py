@@ -1,0 +1,152 @@
+"""One training epoch through `specc train`'s loop against the same network written by hand in PyTorch.
+
+    python benchmarks/train_overhead.py [--data DIR] [--examples 10000] [--rounds 5] [--threads 1]
+
+The network is specs/nielsen_conv1.yaml (conv 20@5x5 sigmoid, max-pool 2, dense 100 sigmoid, dense 10,
+softmax) trained as network3.py does: mini-batches of 10, plain SGD at 0.1, log-likelihood cost.
+Both sides get the same MNIST examples (raw float pixels; the /255 is in the network), the same initial
+weights, the same shuffled order and the same batch size, in one process, one thread (set --threads).
+specc's side is its real loop (`Trainer.train_epoch`: schedule, loss rule, progress bar, running loss
+and accuracy); the hand-written side is the loop a PyTorch user writes, with a running loss.
+
+Rounds alternate specc, hand-written / hand-written, specc (ABBA), after one warm-up epoch each, so
+other load on the machine and the order within a round hit both alike. Reported: each side's median
+seconds per epoch, the median of the per-round ratios specc / hand-written, and the ratio of the
+fastest epochs, each of wall time and of process CPU time (with one thread, CPU time is the work
+done, and it moves less with other people's load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SPEC = os.path.join(ROOT, "benchmarks", "train_overhead.yaml")
+
+
+def load(data_dir: str | None, examples: int):
+    from specc.compiler import compile_spec
+    from specc.limits import DEFAULT_LIMITS
+    from specc.train.feed import Arrays, load_arrays
+
+    compiled = compile_spec(SPEC, DEFAULT_LIMITS)
+    if data_dir is None and not os.environ.get("SPECC_MNIST_DIR"):
+        print("no --data DIR or SPECC_MNIST_DIR: using the bundled MNIST sample", file=sys.stderr)
+        compiled.spec.training["data"] = {"dataset": "mnist-sample", "path": None, "validation": 0}
+    arrays = load_arrays(compiled, data_dir or os.environ.get("SPECC_MNIST_DIR"), DEFAULT_LIMITS, 10)
+    n = min(examples, len(arrays.train_y))
+    return compiled, Arrays(arrays.name, arrays.train_x[:n], arrays.train_y[:n], None, None, None, None, 10)
+
+
+def specc_trainer(compiled, arrays):
+    from specc.limits import DEFAULT_LIMITS
+    from specc.train.config import training_config
+    from specc.train.distributed import SINGLE
+    from specc.train.loop import Trainer
+    from specc.train.session import Session
+
+    session = Session(compiled, training_config(compiled.spec.training), arrays, SINGLE, DEFAULT_LIMITS)
+    return Trainer(session, arrays, None, progress_bar=True)
+
+
+class HandWritten(nn.Module):
+    """specs/nielsen_conv1.yaml in plain PyTorch."""
+
+    def __init__(self, weights: dict):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 20, 5)
+        self.fc = nn.Linear(20 * 12 * 12, 100)
+        self.out = nn.Linear(100, 10)
+        with torch.no_grad():
+            for layer, name in ((self.conv, "conv_1"), (self.fc, "dense_4"), (self.out, "dense_5")):
+                layer.weight.copy_(torch.from_numpy(weights[f"{name}.weight"]))
+                layer.bias.copy_(torch.from_numpy(weights[f"{name}.bias"]))
+
+    def forward(self, x):
+        x = x * (1 / 255)
+        x = torch.max_pool2d(torch.sigmoid(self.conv(x)), 2)
+        x = torch.sigmoid(self.fc(x.flatten(1)))
+        return torch.softmax(self.out(x), dim=-1)
+
+
+def hand_epoch(model, optimizer, x, y, batch: int, epoch: int) -> float:
+    from specc.train.feed import epoch_order
+
+    order = epoch_order(0, epoch, len(y))  # the order specc's loop draws (seed 0)
+    running = 0.0
+    for step in range(len(y) // batch):
+        idx = order[step * batch:(step + 1) * batch]
+        optimizer.zero_grad()
+        loss = nn.functional.nll_loss(torch.log(model(x[idx])), y[idx])
+        loss.backward()
+        optimizer.step()
+        running += loss.item()
+    return running
+
+
+def timed(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", metavar="DIR", help="directory with the MNIST IDX files (default: SPECC_MNIST_DIR)")
+    parser.add_argument("--examples", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from specc.codegen.weights import init_weights
+
+    compiled, arrays = load(args.data, args.examples)
+    trainer = specc_trainer(compiled, arrays)
+    model = HandWritten(init_weights(compiled.graph))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.from_numpy(arrays.train_x), torch.from_numpy(arrays.train_y)
+    batch = compiled.spec.training["batch_size"]
+
+    def ours(epoch):
+        return lambda: trainer.train_epoch(epoch)
+
+    def theirs(epoch):
+        return lambda: hand_epoch(model, optimizer, x, y, batch, epoch)
+
+    timed(ours(0))
+    timed(theirs(0))  # warm-up: first-call costs on both sides
+    rows = []
+    for r in range(1, args.rounds + 1):
+        if r % 2:  # ABBA order: whatever favours the first (or second) of a pair hits both sides alike
+            a, b = timed(ours(r)), timed(theirs(r))
+        else:
+            b, a = timed(theirs(r)), timed(ours(r))
+        rows.append((a, b))
+        print(f"round {r}: specc {a[0]:.2f}s wall {a[1]:.2f}s cpu | hand-written {b[0]:.2f}s wall {b[1]:.2f}s cpu",
+              file=sys.stderr)
+    wall = statistics.median(a[0] / b[0] for a, b in rows)
+    cpu = statistics.median(a[1] / b[1] for a, b in rows)
+    steps = len(y) // batch
+    print(f"{arrays.name}: {len(y):,} examples, batch {batch}, {steps:,} steps per epoch, "
+          f"{args.threads} thread(s), {args.rounds} rounds")
+    print(f"specc        {statistics.median(a[0] for a, _ in rows):.3f} s/epoch wall, "
+          f"{statistics.median(a[1] for a, _ in rows):.3f} s cpu")
+    print(f"hand-written {statistics.median(b[0] for _, b in rows):.3f} s/epoch wall, "
+          f"{statistics.median(b[1] for _, b in rows):.3f} s cpu")
+    print(f"ratio specc / hand-written: {wall:.3f} (wall), {cpu:.3f} (cpu); of the fastest epochs: "
+          f"{min(a[0] for a, _ in rows) / min(b[0] for _, b in rows):.3f} (wall), "
+          f"{min(a[1] for a, _ in rows) / min(b[1] for _, b in rows):.3f} (cpu)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""An ensemble's weights file (`member_<i>.<tensor>`, written by `specc train` for `training.ensemble`)
+built into one model: every member's optimized graph side by side on the shared inputs, and for each
+output an `ensemble_combine` node (mean of probabilities, or votes)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from specc.diagnostics import Span, error
+from specc.ir.graph import Graph, Node, Value, data_value
+from specc.ir.tensor import TensorData
+from specc.ops import STEPS
+
+MEMBER = re.compile(r"^member_(\d+)\.(.+)$")
+
+
+def read_ensemble(path: str):
+    """(member index -> {tensor name: array}, metadata) when `path` is an ensemble file, else None."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="numpy") as handle:
+            keys = list(handle.keys())
+            if not keys or not all(MEMBER.match(k) for k in keys):
+                return None
+            metadata = handle.metadata() or {}
+            members: dict = {}
+            for key in keys:
+                index, name = MEMBER.match(key).groups()
+                members.setdefault(int(index), {})[name] = handle.get_tensor(key)
+    except Exception:  # not readable here: load_weights reports it properly
+        return None
+    return [members[i] for i in sorted(members)], metadata
+
+
+def output_kind(graph: Graph, value: Value) -> str:
+    node = value.producer
+    if node is None:
+        return "scores"
+    if node.op == "softmax" or node.op == "sigmoid" or node.attrs.get("activation") == "sigmoid":
+        return "probs"
+    return "log_probs" if node.op == "log_softmax" else "scores"
+
+
+def check_member(weights: dict, graph: Graph, index: int, path: str) -> None:
+    expected = {n: v.shape for n, v in graph.params.items() if v.kind != "const"}
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    wrong = sorted(n for n in set(expected) & set(weights) if tuple(weights[n].shape) != tuple(expected[n]))
+    if missing or extra or wrong:
+        detail = (f"it has no `{missing[0]}`" if missing else f"its `{extra[0]}` is no tensor of the spec" if extra
+                  else f"its `{wrong[0]}` has shape {list(weights[wrong[0]].shape)}, the spec needs {list(expected[wrong[0]])}")
+        raise error("E080", f"member {index} of the ensemble in {path} does not fit the spec: {detail}", Span(path),
+                    "was the file saved from another spec?")
+
+
+def merge_members(graphs: list, combine: str) -> Graph:
+    """One graph running every member on the same inputs, combined per output."""
+    first = graphs[0]
+    merged = Graph(first.name, first.seed, first.source)
+    inputs = {v.name: merged.add_input(Value(v.name, v.type, "input", span=v.span)) for v in first.inputs}
+    results: dict = {name: [] for name in first.outputs}
+    for index, graph in enumerate(graphs):
+        prefix = f"member_{index}."
+        mapping = {v: inputs[v.name] for v in graph.inputs}
+        for node in graph.nodes:
+            outputs = [Value(prefix + v.name, v.type) for v in node.outputs]
+            params = {local: data_value(prefix + p.name, p.shape, p.kind, p.data, p.span, p.type.dtype)
+                      for local, p in node.params.items()}
+            merged.append(Node(prefix + node.name, node.opdef, node.category, node.attrs,
+                               [mapping[v] for v in node.inputs], outputs, node.span, prefix + node.layer,
+                               params=params))
+            mapping.update(zip(node.outputs, outputs))
+        for name, value in graph.outputs.items():
+            results[name].append((mapping[value], output_kind(graph, value)))
+    combiner = STEPS["internal"]["ensemble_combine"]
+    for name, members in results.items():
+        values = [v for v, _ in members]
+        attrs = {"combine": combine, "kind": members[0][1]}
+        node = merged.append(Node(f"ensemble.{name}", combiner, "internal", attrs, values,
+                                  [Value(f"ensemble.{name}", values[0].type)], values[0].producer.span
+                                  if values[0].producer else None, "ensemble"))
+        merged.set_output(name, node.output)
+    return merged
+
+
+def ensemble_graph(spec_path: str, limits, weights_path: str, compile_spec, optimize, choice):
+    """(merged graph, passes run, their counts, provenance) for an ensemble weights file, or None."""
+    found = read_ensemble(weights_path)
+    if found is None:
+        return None
+    members, metadata = found
+    combine = metadata.get("specc.ensemble.combine", "mean")
+    if combine not in ("mean", "vote"):
+        raise error("E080", f"ensemble file {weights_path}: unknown combine `{combine}`", Span(weights_path))
+    graphs, applied, changes = [], [], {}
+    for index, tensors in enumerate(members):
+        graph = compile_spec(spec_path, limits).graph
+        check_member(tensors, graph, index, weights_path)
+        for name, value in graph.params.items():
+            if name in tensors:
+                value.data = TensorData(value.shape, value.type.dtype, array=tensors[name].astype(value.type.dtype),
+                                        source="file")
+        graph, applied, counts = optimize(graph, choice)
+        for name, stats in counts.items():
+            for key, count in stats.items():
+                changes.setdefault(name, {})[key] = changes.get(name, {}).get(key, 0) + count
+        graphs.append(graph)
+    info = {"source": "file", "ensemble": {"members": len(members), "combine": combine,
+                                           "seeds": json.loads(metadata.get("specc.ensemble.seeds", "[]"))}}
+    return merge_members(graphs, combine), applied, changes, info

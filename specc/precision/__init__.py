@@ -1,0 +1,2 @@
+"""Reduced precision for built models: the fp16 and int8 pass pipelines, int8 calibration and the
+accuracy guard (see docs/precision.md)."""

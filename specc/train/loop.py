@@ -1,0 +1,372 @@
+"""The epoch loop: train, validate, keep the best, checkpoint, stop early.
+
+Nielsen's protocol: after every epoch the model is evaluated on the
+validation split; the kept model (`model.safetensors`) is the best one so far
+on the monitored validation metric (accuracy, or `early_stopping.metric`;
+ties go to the later epoch, as network3.py's `>=`), and the test metrics
+reported for the run are those of that epoch. Without a validation split the
+last epoch is kept. `early_stopping` ends the run after `patience` epochs
+without a strict improvement of its metric.
+
+As in network3.py, an epoch is len(train) // batch_size full mini-batches of a
+fresh shuffle; the remainder waits for another epoch's shuffle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from specc.diagnostics import error
+from specc.train.checkpoint import save_checkpoint, write_atomic
+from specc.train.device import to_device
+from specc.train.evaluate import evaluate, host_tensor, module_predictor
+from specc.train.feed import Arrays, batch_generator, derived_seed, epoch_order, make_augmenter
+from specc.train.losses import distillation_loss
+from specc.train.metrics import higher_is_better
+from specc.train.optim import set_lr
+from specc.train.session import Session, config_span
+
+MODEL = "model.safetensors"
+METRICS = "metrics.jsonl"
+PLOT_INTERVAL = 60.0  # seconds
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint."""
+
+    epoch: int = 0                  # epochs completed
+    step: int = 0                   # mini-batches done in the next epoch (a mid-epoch checkpoint)
+    partial: dict | None = None     # that epoch's running sums
+    history: list = field(default_factory=list)   # one row per completed epoch (metrics.jsonl)
+    best: dict | None = None        # the kept epoch's row
+    since_best: int = 0
+    elapsed: float = 0.0            # wall seconds of earlier sessions of this run
+    finished: bool = False
+    stopped_early: bool = False
+
+
+@dataclass
+class Monitor:
+    """What "best" means: a validation metric and its direction."""
+
+    metric: str
+    patience: int | None
+
+    @classmethod
+    def of(cls, session: Session, has_val: bool) -> "Monitor":
+        stopping = session.cfg.early_stopping
+        if stopping and not has_val:
+            raise error("E100", "`early_stopping` watches the validation split, and this data set has none",
+                        config_span(session.compiled.spec, "early_stopping"),
+                        "hold some training data out with `data: {validation: 5000}`, or remove `early_stopping`")
+        if stopping and stopping["metric"].removeprefix("val_") == "confusion":
+            raise error("E100", "`early_stopping` watches one number; the confusion matrix is a table",
+                        config_span(session.compiled.spec, "early_stopping"),
+                        "watch `accuracy`, `f1` or `loss`")
+        if stopping:
+            return cls(stopping["metric"].removeprefix("val_"), stopping["patience"])
+        return cls("accuracy", None)
+
+    def compare(self, row: dict, best: dict | None) -> tuple[bool, bool]:
+        """(keep this epoch, strictly better). A tie keeps the later epoch (network3.py's `>=`) but does
+        not count as progress for `patience`, so a plateau still stops."""
+        if best is None or row.get("val") is None:
+            return True, True
+        new, old = row["val"][self.metric], best["val"][self.metric]
+        if not higher_is_better(self.metric):
+            new, old = -new, -old
+        return new >= old, new > old
+
+
+class _Sums:
+    """Running training loss and accuracy of one epoch.
+
+    On the CPU each mini-batch's numbers are read at once (.item() on a CPU tensor is a read, cheaper than
+    keeping tensor sums). On a GPU reading would wait for the batch to finish and stall the queue of work,
+    so the sums stay on the device until `settle()` reads them: at progress updates and checkpoints, and at
+    the epoch's end."""
+
+    def __init__(self, partial: dict | None = None, device: torch.device | None = None):
+        partial = partial or {}
+        self.loss = partial.get("loss", 0.0)
+        self.correct = partial.get("correct", 0)
+        self.count = partial.get("count", 0)
+        self.seconds = partial.get("seconds", 0.0)
+        self.deferred = device is not None and device.type != "cpu"
+        self._pending: list | None = None   # [loss sum, correct] on the device, not yet read
+
+    def add(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> float:
+        """Returns the batch's loss, or (deferred) 0.0: `settle()` then says whether the sums are finite."""
+        n = len(y)
+        self.count += n
+        correct = (out.argmax(dim=-1) == y).sum()
+        if self.deferred:
+            batch = [loss.detach().double() * n, correct]
+            self._pending = batch if self._pending is None else [a + b for a, b in zip(self._pending, batch)]
+            return 0.0
+        value = loss.item()
+        self.loss += value * n
+        self.correct += int(correct)
+        return value
+
+    def settle(self) -> float:
+        """Read the device's sums into the running ones (one wait for the device). Returns the loss sum."""
+        if self._pending is not None:
+            loss, correct = self._pending
+            self.loss += float(loss)
+            self.correct += int(correct)
+            self._pending = None
+        return self.loss
+
+    def as_dict(self) -> dict:
+        self.settle()
+        return {"loss": self.loss, "correct": self.correct, "count": self.count, "seconds": self.seconds}
+
+
+class Trainer:
+    def __init__(self, session: Session, arrays: Arrays, run_dir: str | None, progress_bar: bool = True,
+                 checkpoint_every: int = 0, plots: bool = True):
+        spec = session.compiled.spec
+        self.s, self.run_dir, self.world = session, run_dir, session.world
+        self.cfg = session.cfg
+        self.show = progress_bar and self.world.main
+        self.checkpoint_every = checkpoint_every
+        self.plots = plots
+        self._plotted = -math.inf
+        first = spec.inputs[0]
+        self.device = session.device
+        self.augmenter = make_augmenter(spec.augment, self.cfg.seed, first.layout, tuple(first.shape))
+        # The data stays in host memory; each mini-batch is copied to the device on its own.
+        self.train_x, self.train_y = host_tensor(arrays.train_x), host_tensor(arrays.train_y)
+        self.splits = {key: (host_tensor(x), host_tensor(y)) for key, x, y in
+                       (("val", arrays.val_x, arrays.val_y), ("test", arrays.test_x, arrays.test_y)) if x is not None}
+        self.monitor = Monitor.of(session, "val" in self.splits)
+        self.wanted = tuple(dict.fromkeys(self.cfg.metrics + (self.monitor.metric,)))
+        self.progress = Progress()
+        self._session_start = time.perf_counter()
+
+    # --- the run ------------------------------------------------------------------------------
+    def run(self) -> Progress:
+        p = self.progress
+        while p.epoch < self.cfg.epochs and not p.finished:
+            row = self.epoch(p.epoch)
+            p.history.append(row)
+            p.epoch, p.step, p.partial = p.epoch + 1, 0, None
+            keep, better = self.monitor.compare(row, p.best)
+            p.since_best = 0 if better else p.since_best + 1
+            if keep:
+                p.best = row
+                row["best"] = True
+                self.save_model(row)
+            if self.monitor.patience is not None and p.since_best >= self.monitor.patience:
+                p.stopped_early = True
+            p.finished = p.stopped_early or p.epoch >= self.cfg.epochs
+            self.report(row, p.finished)
+            self.save_progress()
+        return p
+
+    def epoch(self, epoch: int) -> dict:
+        sums = self.train_epoch(epoch)
+        lr = self.s.schedule(epoch, self.s.steps_per_epoch - 1)
+        train = self.world.all_reduce_sum(torch.tensor([sums.loss, float(sums.correct), float(sums.count)],
+                                                       dtype=torch.float64))
+        loss, correct, count = (float(v) for v in train)
+        if not math.isfinite(loss):
+            self.diverged(epoch, self.s.steps_per_epoch - 1)
+        row = {"epoch": epoch + 1, "lr": lr, "train": {"loss": loss / count, "accuracy": correct / count}}
+        started = time.perf_counter()
+        predict = module_predictor(self.s.eval_module, self.s.output)
+        for key, (x, y) in self.splits.items():
+            row[key] = evaluate(predict, x, y, self.s.loss, self.s.num_classes, self.world,
+                                device=self.device).results(self.wanted)
+        self.s.module.train()
+        row["seconds"] = round(sums.seconds, 3)
+        row["eval_seconds"] = round(time.perf_counter() - started, 3)
+        row["images_per_second"] = round(count / sums.seconds, 1) if sums.seconds else None
+        return row
+
+    def train_epoch(self, epoch: int) -> _Sums:
+        s, cfg, world = self.s, self.cfg, self.world
+        p = self.progress
+        start = p.step if p.epoch == epoch else 0
+        sums = _Sums(p.partial if start else None, self.device)
+        device = self.device
+        if start == 0:  # dropout's randomness: a function of the position, so a resumed run draws the same
+            torch.manual_seed(derived_seed(cfg.seed, 0x70C4, epoch, world.rank))
+        order = epoch_order(cfg.seed, epoch, len(self.train_y))
+        batch, steps = cfg.batch_size, s.steps_per_epoch
+        s.module.train()
+        bar = self.bar(epoch, steps, start)
+        shown = time.perf_counter()
+        began = time.perf_counter()
+        for step in range(start, steps):
+            mine = world.shard(order[step * batch:(step + 1) * batch])
+            x, y = to_device(self.train_x[mine], device), to_device(self.train_y[mine], device)
+            if self.augmenter is not None:
+                x = self.augmenter(x.float(), batch_generator(cfg.seed, epoch, step, world.rank, device))
+            set_lr(s.optimizer, s.schedule(epoch, step), s.trainable.groups)
+            out, loss = self.step(x, y, len(mine) * world.size / batch)
+            if not math.isfinite(sums.add(loss, out, y)):
+                self.diverged(epoch, step)
+            if bar is not None:
+                bar.update(1)
+                now = time.perf_counter()
+                if now - shown > 0.5:
+                    shown = now
+                    self.settle(sums, epoch, step)
+                    self.show_sums(bar, sums, sums.seconds + now - began)
+            if self.checkpoint_every and (step + 1) % self.checkpoint_every == 0 and step + 1 < steps:
+                self.settle(sums, epoch, step)
+                sums.seconds += time.perf_counter() - began
+                p.step, p.partial = step + 1, sums.as_dict()
+                self.save_progress()
+                began = time.perf_counter()
+        self.settle(sums, epoch, steps - 1)  # the epoch's time includes the device's queued work
+        sums.seconds += time.perf_counter() - began
+        if bar is not None:
+            bar.close()
+        return sums
+
+    def step(self, x, y, scale: float):
+        """One optimizer update on a mini-batch (this process's share of it). Returns (output, data loss)."""
+        s = self.s
+        if s.cfg.optimizer[0] == "lbfgs":
+            return self.lbfgs_step(x, y, scale)
+        s.optimizer.zero_grad(set_to_none=True)
+        out = s.model(x)[s.output]
+        loss = s.loss(out, y)
+        total = self.with_teacher(loss, out, x)
+        (total * scale if scale != 1.0 else total).backward()
+        self.after_backward()
+        s.regularizer.decoupled_decay(s.optimizer, s.trainable.groups)
+        s.optimizer.step()
+        if s.averager is not None:
+            s.averager.update()
+        return out, loss
+
+    def lbfgs_step(self, x, y, scale: float):
+        s = self.s
+        last = {}
+
+        def closure():
+            s.optimizer.zero_grad(set_to_none=True)
+            out = s.model(x)[s.output]
+            loss = s.loss(out, y)
+            total = self.with_teacher(loss, out, x)
+            (total * scale if scale != 1.0 else total).backward()
+            self.after_backward()
+            last["out"], last["loss"] = out, loss
+            return total.detach() + s.regularizer.penalty(s.trainable.weights)
+
+        s.regularizer.decoupled_decay(s.optimizer, s.trainable.groups)
+        s.optimizer.step(closure)
+        if s.averager is not None:
+            s.averager.update()
+        return last["out"], last["loss"]
+
+    def settle(self, sums: _Sums, epoch: int, step: int) -> None:
+        """Read deferred (GPU) sums; a loss that has become infinite or NaN stops the run here."""
+        if sums.deferred and not math.isfinite(sums.settle()):
+            self.diverged(epoch, step, by=True)
+
+    def with_teacher(self, loss, out, x):
+        teacher = self.s.teacher
+        if teacher is None:
+            return loss
+        soft = distillation_loss(out, teacher(x), self.s.kind, teacher.kind, teacher.temperature)
+        return teacher.alpha * soft + (1.0 - teacher.alpha) * loss
+
+    def after_backward(self) -> None:
+        s = self.s
+        if s.cfg.regularization.l2 or s.cfg.regularization.l1:
+            s.regularizer.add_gradients(s.trainable.weights)
+        if s.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(s.trainable.params, s.cfg.grad_clip)
+
+    # --- output ---------------------------------------------------------------------------------
+    def bar(self, epoch: int, steps: int, start: int):
+        if not self.show:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=steps, initial=start, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", file=sys.stderr,
+                    unit="batch", leave=False, dynamic_ncols=True, mininterval=0.5)
+
+    def show_sums(self, bar, sums: _Sums, seconds: float) -> None:
+        loss = sums.loss / max(1, sums.count)
+        rate = sums.count * self.world.size / seconds if seconds > 0 else 0.0
+        bar.set_postfix_str(f"loss {loss:.4f}, acc {sums.correct / max(1, sums.count):.2%}, "
+                            f"{rate:,.0f} img/s", refresh=False)
+
+    def diverged(self, epoch: int, step: int, by: bool = False):
+        """`by`: the loss was found not finite when the GPU's sums were read, somewhere up to this mini-batch."""
+        lr = self.s.schedule(epoch, min(step, self.s.steps_per_epoch - 1))
+        raise error("E102", f"training diverged: the loss is not finite in epoch {epoch + 1}, "
+                    f"{'by ' if by else ''}mini-batch {step + 1} (lr {lr:g})",
+                    config_span(self.s.compiled.spec, "optimizer"),
+                    "lower the learning rate, or add `grad_clip: 1.0`")
+
+    def report(self, row: dict, last: bool) -> None:
+        if not self.world.main:
+            return
+        if self.run_dir:
+            write_atomic(os.path.join(self.run_dir, METRICS),
+                         "".join(json.dumps(r) + "\n" for r in self.progress.history))
+            # Drawing takes a good part of a second: on short epochs, redraw once a minute and at the end.
+            if self.plots and (last or time.perf_counter() - self._plotted > PLOT_INTERVAL):
+                from specc.train.plots import write_plots
+
+                write_plots(self.run_dir, self.progress.history, self.s.compiled.spec.name)
+                self._plotted = time.perf_counter()
+        if self.show:
+            print(epoch_line(row, self.cfg.epochs), file=sys.stderr, flush=True)
+
+    def save_model(self, row: dict) -> None:
+        if not (self.world.main and self.run_dir):
+            return
+        from specc.codegen.weights import save_weights
+
+        save_weights(os.path.join(self.run_dir, MODEL), self.s.kept_weights(),
+                     {"specc.name": self.s.compiled.spec.name, "specc.epoch": row["epoch"],
+                      "specc.averaged": bool(self.s.averager)})
+
+    def save_progress(self) -> None:
+        p = self.progress
+        if not (self.world.main and self.run_dir):
+            return
+        tensors, meta = self.s.state_tensors()
+        elapsed = p.elapsed + time.perf_counter() - self._session_start
+        save_checkpoint(self.run_dir, tensors, {**asdict(p), "elapsed": elapsed, "session": meta})
+
+    def restore(self, tensors: dict, state: dict) -> None:
+        state = dict(state)
+        self.s.restore(tensors, state.pop("session"))
+        state.pop("format", None)
+        self.progress = Progress(**state)
+        self._session_start = time.perf_counter()
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.progress.elapsed + time.perf_counter() - self._session_start
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train']['loss']:.4f}",
+             f"train {row['train']['accuracy']:.2%}"]
+    for key in ("val", "test"):
+        if row.get(key):
+            parts.append(f"{key} {row[key]['accuracy']:.2%}")
+    parts.append(f"{row['seconds']:.1f}s")
+    if row.get("images_per_second"):
+        parts.append(f"{row['images_per_second']:,.0f} img/s")
+    if row.get("best"):
+        parts.append("*")
+    return "  ".join(parts)

@@ -1,0 +1,186 @@
+"""One network being trained: its model, optimizer, schedule, loss, averaging and teacher.
+
+Built from a compiled spec and its resolved `training` section; knows how to
+save itself into checkpoint tensors and to restore from them. The epoch loop
+(`specc.train.loop`) drives it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from specc.diagnostics import Span, error
+from specc.train.config import TrainConfig
+from specc.train.device import cuda_rng_state, set_cuda_rng_state
+from specc.train.distributed import World
+from specc.train.ema import Averager
+from specc.train.feed import Arrays
+from specc.train.losses import make_loss, output_kind
+from specc.train.optim import Regularizer, make_optimizer, trainable_set
+from specc.train.schedules import make_schedule
+from specc.train.transfer import apply_init, owner_of, resolve_path
+
+FITTED_STEPS = ("mean_image", "zca")
+
+
+def config_span(spec, *keys) -> Span:
+    """Where the spec writes `training.<keys>` (the deepest part that exists)."""
+    from specc.lang.located import Map
+
+    node, span = spec.tree, Span(spec.path)
+    for key in ("training",) + keys:
+        if not isinstance(node, Map) or key not in node:
+            break
+        span = node.key_span(key)
+        node = node.get(key)
+    return span
+
+
+def check_trainable(compiled, cfg: TrainConfig) -> str:
+    """Refuse, with a located reason, what this spec and configuration cannot train. Returns the output."""
+    spec, graph = compiled.spec, compiled.graph
+    if len(graph.inputs) != 1:
+        raise error("E100", f"specc train feeds one input; this spec has {len(graph.inputs)} "
+                    f"({', '.join(v.name for v in graph.inputs)})", spec.inputs[1].span,
+                    "train a spec with a single input")
+    output = next(iter(graph.outputs))
+    shape = graph.outputs[output].type.shape
+    if len(shape) != 2 or not isinstance(shape[1], int):
+        raise error("E100", f"the trained output `{output}` has shape {list(shape)}; specc train trains "
+                    "classifiers, whose output is (N, classes)", config_span(spec),
+                    "end the network with e.g. `dense: 10` (and `softmax`), or list that layer first in `outputs`")
+    name, args = cfg.optimizer
+    if name == "sgd" and args["nesterov"] and not args["momentum"]:
+        raise error("E100", "`nesterov: true` needs a momentum above 0", config_span(spec, "optimizer"),
+                    "add e.g. `momentum: 0.9`")
+    if name == "lbfgs" and len(set(cfg.lr_mult.values()) - {1.0}) > 0:
+        raise error("E100", "`lbfgs` takes one learning rate for every layer, so `lr_mult` cannot apply",
+                    config_span(spec, "lr_mult"), "remove `lr_mult`, or use another optimizer")
+    if cfg.distill and not cfg.distill.get("weights"):
+        raise error("E100", "`training.distill` needs the teacher's `weights` (a .safetensors file)",
+                    config_span(spec, "distill"), "add e.g. `weights: runs/teacher/model.safetensors`")
+    return output
+
+
+class Session:
+    def __init__(self, compiled, cfg: TrainConfig, arrays: Arrays, world: World, limits,
+                 device: torch.device | None = None):
+        from specc.codegen.torch_module import to_torch
+        from specc.codegen.weights import init_weights
+
+        self.compiled, self.cfg, self.world = compiled, cfg, world
+        self.device = device or torch.device("cpu")  # the model and every batch; the data stays in host memory
+        spec, graph = compiled.spec, compiled.graph
+        self.output = check_trainable(compiled, cfg)
+        self.kind = output_kind(graph, self.output)
+        self.num_classes = graph.outputs[self.output].type.shape[1]
+        self.steps_per_epoch = len(arrays.train_y) // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise error("E100", f"`batch_size: {cfg.batch_size}` is larger than the training set "
+                        f"({len(arrays.train_y):,} examples)", config_span(spec, "batch_size"),
+                        f"use a batch size of at most {len(arrays.train_y)}")
+
+        weights = init_weights(graph)
+        if any(node.op in FITTED_STEPS for node in graph.nodes):
+            from specc.train.fitted import fit_preprocessing
+
+            weights.update(fit_preprocessing(graph, arrays.train_x))
+        frozen = set()
+        if cfg.init:
+            frozen = apply_init(weights, graph, cfg.init, spec.path, config_span(spec, "init", "from"))
+        # On the device before the optimizer is made: its state is created beside the parameters.
+        self.module = to_torch(graph, weights).to(self.device)
+        self.averager = Averager(cfg.ema, self.module, to_torch(graph, weights).to(self.device)) if cfg.ema else None
+
+        owners = {name: owner_of(info) for name, info in graph.params.items()}
+        self.trainable = trainable_set(self.module.spec_parameters(), owners, cfg.lr_mult, frozen)
+        self.optimizer = make_optimizer(*cfg.optimizer, self.trainable.groups)
+        self.regularizer = Regularizer(cfg.regularization, self.steps_per_epoch)
+        self.schedule = make_schedule(*cfg.schedule, cfg.lr, cfg.epochs, self.steps_per_epoch)
+        self.loss = make_loss(*cfg.loss, self.kind)
+        self.teacher = load_teacher(compiled, cfg, limits, self.device) if cfg.distill else None
+        self.model = self.module
+        if world.size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(self.module)
+
+    @property
+    def eval_module(self):
+        """The weights evaluation and `model.safetensors` use: the averaged ones under `ema`."""
+        if self.averager is not None:
+            self.averager.sync_buffers()
+            return self.averager.averaged
+        return self.module
+
+    def kept_weights(self) -> dict:
+        """Weights and buffers (fitted preprocessing included) as `model.safetensors` holds them."""
+        params = self.compiled.graph.params
+        return {name: array for name, array in self.eval_module.spec_state().items()
+                if getattr(params[name], "kind", "param") != "const"}
+
+    # --- checkpoint ---------------------------------------------------------------------------
+    def state_tensors(self) -> tuple[dict, dict]:
+        from specc.train.checkpoint import optimizer_state
+
+        tensors = {f"model.{k}": torch.from_numpy(v) for k, v in self.module.spec_state().items()}
+        if self.averager is not None:
+            tensors.update({f"ema.{k}": torch.from_numpy(v) for k, v in self.averager.averaged.spec_state().items()})
+        optim_tensors, skeleton = optimizer_state(self.optimizer)
+        tensors.update(optim_tensors)
+        tensors["rng.torch"] = torch.get_rng_state()
+        cuda_state = cuda_rng_state(self.device)  # dropout on a GPU draws from the GPU's generator
+        if cuda_state is not None:
+            tensors["rng.cuda"] = cuda_state
+        meta = {"optimizer": skeleton, "ema_updates": self.averager.updates if self.averager else 0}
+        return tensors, meta
+
+    def restore(self, tensors: dict, meta: dict) -> None:
+        from specc.train.checkpoint import restore_optimizer
+
+        self.module.load_spec_state({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if self.averager is not None:
+            self.averager.averaged.load_spec_state({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+            self.averager.updates = meta["ema_updates"]
+        restore_optimizer(self.optimizer, tensors, meta["optimizer"])  # its state moves to the parameters' device
+        torch.set_rng_state(tensors["rng.torch"])
+        set_cuda_rng_state(tensors.get("rng.cuda"), self.device)
+
+
+class Teacher:
+    """A trained model whose softened outputs the student learns from (`training.distill`)."""
+
+    def __init__(self, module, kind: str, temperature: float, alpha: float):
+        self.module, self.kind, self.temperature, self.alpha = module.eval(), kind, temperature, alpha
+        self.output = next(iter(module.graph.outputs))
+
+    @torch.no_grad()
+    def __call__(self, x):
+        return self.module(x)[self.output]
+
+
+def load_teacher(compiled, cfg: TrainConfig, limits, device: torch.device | None = None) -> Teacher:
+    from specc.codegen.torch_module import to_torch
+    from specc.codegen.weights import load_weights
+    from specc.compiler import compile_spec
+
+    spec, distill = compiled.spec, cfg.distill
+    span = config_span(spec, "distill", "teacher")
+    teacher_path = resolve_path(distill["teacher"], spec.path)
+    teacher = compile_spec(teacher_path, limits).graph
+    weights = load_weights(resolve_path(distill["weights"], spec.path), teacher)
+    student_in, teacher_in = compiled.graph.inputs[0].type, teacher.inputs[0].type
+    if len(teacher.inputs) != 1 or teacher_in.dtype != student_in.dtype or \
+            teacher_in.shape[1:] != student_in.shape[1:]:
+        raise error("E100", f"the teacher's input {teacher_in} differs from the student's {student_in}", span,
+                    "a teacher sees the same examples as its student: give both the same input")
+    out = next(iter(teacher.outputs.values())).type.shape
+    want = next(iter(compiled.graph.outputs.values())).type.shape
+    if tuple(out[1:]) != tuple(want[1:]):
+        raise error("E100", f"the teacher's output has shape {list(out)}, the student's {list(want)}", span,
+                    "teacher and student must predict the same classes")
+    module = to_torch(teacher, weights).to(device)
+    for param in module.parameters():
+        param.requires_grad_(False)
+    return Teacher(module, output_kind(teacher, next(iter(teacher.outputs))), distill["temperature"],
+                   distill["alpha"])

@@ -1,0 +1,112 @@
+"""`specc train --resume`: a run killed part-way and resumed ends where an uninterrupted run ends."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+import train_fixtures as tf
+from specc.train.checkpoint import load_checkpoint
+from specc.train.run import resume, train
+
+# Everything that draws random numbers or keeps state: dropout, augmentation, Adam's moments, EMA.
+TRAINING = "epochs: 4\nbatch_size: 16\noptimizer: {adam: {lr: 0.01}}\nema: 0.9\nseed: 3"
+AUGMENT = "[{noise: 8}, {shift: 1}]"
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the killed process runs with OMP_NUM_THREADS=1: same arithmetic
+    yield
+    torch.set_num_threads(threads)
+
+
+def final_state(run_dir) -> dict:
+    tensors, state = load_checkpoint(str(run_dir))
+    out = {k: v.numpy() for k, v in tensors.items() if k.startswith(("model.", "ema."))}
+    out.update({f"kept.{k}": v for k, v in load_file(os.path.join(run_dir, "model.safetensors")).items()})
+    return out
+
+
+def assert_same_run(a, b):
+    sa, sb = final_state(a), final_state(b)
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert np.max(np.abs(sa[key] - sb[key])) <= 1e-5, key
+    ra = [json.loads(line) for line in open(os.path.join(a, "metrics.jsonl"))]
+    rb = [json.loads(line) for line in open(os.path.join(b, "metrics.jsonl"))]
+    assert len(ra) == len(rb)
+    for x, y in zip(ra, rb):
+        assert x["val"]["accuracy"] == y["val"]["accuracy"]
+        assert x["train"]["loss"] == pytest.approx(y["train"]["loss"], abs=1e-6)
+
+
+def test_kill_9_and_resume_equals_uninterrupted(tmp_path):
+    spec = tf.write_spec(tmp_path, TRAINING, network="dropout", augment=AUGMENT)
+    whole = tmp_path / "whole"
+    train(spec, str(whole), options=tf.options())
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(TESTS)}
+    process = subprocess.Popen([sys.executable, os.path.join(TESTS, "train_fixtures.py"), spec, str(killed),
+                                "--pause", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if os.path.exists(killed / "checkpoint.json"):
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, process.communicate()[1].decode()[-2000:]
+        os.kill(process.pid, signal.SIGKILL)  # during the pause after the first checkpoint
+    finally:
+        process.wait()
+    _, state = load_checkpoint(str(killed))
+    assert 1 <= state["epoch"] < 4 and not state["finished"]
+
+    resume(str(killed), tf.options())
+    assert_same_run(whole, killed)
+
+
+def test_resume_mid_epoch(tmp_path, monkeypatch):
+    """With --checkpoint-every, a crash loses at most that many steps and the position is restored."""
+    from specc.train import loop
+
+    spec = tf.write_spec(tmp_path, TRAINING, network="dropout", augment=AUGMENT)
+    whole = tmp_path / "whole"
+    train(spec, str(whole), options=tf.options(checkpoint_every=5))
+
+    original = loop.Trainer.save_progress
+
+    def crash_inside_second_epoch(self):
+        original(self)
+        if (self.progress.epoch, self.progress.step) == (1, 10):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop.Trainer, "save_progress", crash_inside_second_epoch)
+    crashed = tmp_path / "crashed"
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, str(crashed), options=tf.options(checkpoint_every=5))
+    _, state = load_checkpoint(str(crashed))
+    assert (state["epoch"], state["step"]) == (1, 10) and state["partial"]["count"] == 160
+    monkeypatch.setattr(loop.Trainer, "save_progress", original)
+    torch.manual_seed(12345)  # as a fresh process would: the checkpoint must restore the generator
+    resume(str(crashed), tf.options(checkpoint_every=5))
+    assert_same_run(whole, crashed)
+
+
+def test_resume_a_finished_run_trains_nothing(tmp_path):
+    spec = tf.write_spec(tmp_path, "epochs: 1\nbatch_size: 32")
+    run = tmp_path / "run"
+    first = train(spec, str(run), options=tf.options())
+    stamp = os.path.getmtime(run / "checkpoint.safetensors")
+    again = resume(str(run), tf.options())
+    assert again.best == first.best and os.path.getmtime(run / "checkpoint.safetensors") == stamp
