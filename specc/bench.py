@@ -154,7 +154,8 @@ class _Backends:
                                             calibration_data=self.options.calibration_data,
                                             data_dir=self.options.data_dir)
             if not self.inputs:
-                self.inputs = [(i["name"], i["dtype"], i["shape"][1:]) for i in self._builds[precision].manifest["inputs"]]
+                manifest = self._builds[precision].manifest
+                self.inputs = [(i["name"], i["dtype"], i["shape"][1:]) for i in manifest["inputs"]]
         return self._builds[precision]
 
     def runner(self, backend: str):

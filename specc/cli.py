@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp16/int8: compare top-1 accuracy with fp32 on the spec's test split and fail beyond "
                         "`build.max_accuracy_drop` (default: when --weights are given and the data is on this machine)")
     p.add_argument("--calibration-data", metavar="FILE.npz",
-                   help="int8: calibrate on the array `x` of this file (raw inputs) instead of `build.calibration.data`")
+                   help="int8: calibrate on the array `x` of this file (raw inputs) instead of "
+                        "`build.calibration.data`")
     p.add_argument("--data", metavar="DIR", help="where data sets are found (calibration and the accuracy check)")
     _add_safety_options(p)
 
@@ -372,7 +373,8 @@ def cmd_build(args) -> int:
 
 
 def _accuracy_line(precision: str, report: dict) -> str:
-    line = f"{precision} agrees with fp32 on {report['top1_agreement']:.2f}% of {report['samples']:,} {report['split']} examples"
+    line = (f"{precision} agrees with fp32 on {report['top1_agreement']:.2f}% of {report['samples']:,} "
+            f"{report['split']} examples")
     if "accuracy" in report:
         line += (f"; top-1 accuracy {report['accuracy']:.2f}% (fp32 {report['accuracy_fp32']:.2f}%, "
                  f"drop {report['drop']:.2f} points, limit {report['max_drop']})")
@@ -397,13 +399,15 @@ def cmd_bench(args) -> int:
     if unknown or not backends:
         raise UsageError(f"--backends: unknown {', '.join(unknown) or '(none given)'}; "
                          f"choose from {', '.join(BENCH_BACKENDS)}")
-    for flag, value, low in (("--threads", args.threads, 0), ("--warmup", args.warmup, 0), ("--repeat", args.repeat, 1)):
+    for flag, value, low in (("--threads", args.threads, 0), ("--warmup", args.warmup, 0),
+                             ("--repeat", args.repeat, 1)):
         if value < low:
             raise UsageError(f"{flag} must be at least {low}")
     if not os.path.exists(args.model):
         raise UsageError(f"no such spec or build directory: {args.model}")
     if os.path.isdir(args.model) and not os.path.isfile(os.path.join(args.model, "manifest.json")):
-        raise UsageError(f"{args.model} is not a build directory (no manifest.json); give a spec or `specc build` output")
+        raise UsageError(f"{args.model} is not a build directory (no manifest.json); give a spec or the output "
+                         "of `specc build`")
     options = BenchOptions(_int_list(args.batch, "--batch"), backends, args.threads, args.warmup, args.repeat,
                            args.weights, args.calibration_data, args.data)
     report = bench(args.model, options, limits_from(args))
@@ -520,7 +524,8 @@ def cmd_eval(args) -> int:
 
 
 COMMANDS = {"validate": cmd_validate, "inspect": cmd_inspect, "build": cmd_build, "bench": cmd_bench,
-            "predict": cmd_predict, "schema": cmd_schema, "ops": cmd_ops, "graph": cmd_graph, "train": cmd_train, "eval": cmd_eval}
+            "predict": cmd_predict, "schema": cmd_schema, "ops": cmd_ops, "graph": cmd_graph, "train": cmd_train,
+            "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,7 @@ CASES = sorted(GOLDEN.glob("*.yaml"))
 def pass_of(case: Path) -> str:
     name = case.stem
     while name not in PASSES:
+        assert "_" in name, f"{case.name} names no pass of the standard pipeline"
         name = name.rsplit("_", 1)[0]
     return name
 

@@ -30,11 +30,24 @@ EXPECTED_PARAMS = {
     "nielsen_conv2.yaml": 85_670,  # 520 + 20,040 + 64,100 + 1,010
     # same layers as nielsen_conv2 with ReLU (filters 20 and 20*2 = 40 from params)
     "nielsen_relu.yaml": 85_670,  # 520 + 20,040 + 64,100 + 1,010
+    # nielsen_relu's layers (extends it; `expand` is training data, not parameters)
+    "nielsen_expanded.yaml": 85_670,  # 520 + 20,040 + 64,100 + 1,010
+    # nielsen_relu's layers plus a second dense 100 on 100: 100*100 + 100 = 10,100
+    "nielsen_extra_fc.yaml": 95_770,  # 520 + 20,040 + 64,100 + 10,100 + 1,010
     # conv 20 5x5: 520; conv 40 5x5 on 20: 20,040; flatten 40*4*4 = 640
     # dense 1000: 640*1000 + 1000   =   641,000
     # dense 1000: 1000*1000 + 1000  = 1,001,000
     # dense 10:   1000*10 + 10      =    10,010
     "nielsen_final.yaml": 1_672_570,  # 520 + 20,040 + 641,000 + 1,001,000 + 10,010
+    # extends nielsen_final; `training.ensemble` trains five copies, the spec's network is one of them
+    "nielsen_ensemble.yaml": 1_672_570,
+    # conv_bn_relu c (3x3 valid, bias: false) = c*in*9 conv + 2*c batchnorm
+    # stage1: 32*1*9 + 64   =    288 + 64  =    352 -> 32x26x26; 32*32*9 + 64 = 9,216 + 64 = 9,280 -> 32x24x24
+    # maxpool 32x12x12; stage2: 64*32*9 + 128 = 18,432 + 128 = 18,560 -> 64x10x10;
+    #   64*64*9 + 128 = 36,864 + 128 = 36,992 -> 64x8x8; maxpool 64x4x4, flatten 1024
+    # dense 256 on 1024, bias: false: 262,144; batchnorm 2*256 = 512; dense 10 on 256: 2,560 + 10 = 2,570
+    "mnist_best.yaml": 330_410,  # 352 + 9,280 + 18,560 + 36,992 + 262,144 + 512 + 2,570
+    "mnist_best_ensemble.yaml": 330_410,  # mnist_best's network, five members trained from it
     # C1 conv 6 5x5 on 1:   6*1*25 + 6    =    156   -> 6x28x28 -> avgpool 6x14x14
     # C3 conv 16 5x5 on 6:  16*6*25 + 16  =  2,416   -> 16x10x10 -> avgpool 16x5x5
     # flatten 400; C5 dense 120: 400*120 + 120 = 48,120
@@ -114,6 +127,11 @@ EXPECTED_OUTPUT_SHAPES = {
     "nielsen_conv2.yaml": {"output": [10]},
     "nielsen_relu.yaml": {"output": [10]},
     "nielsen_final.yaml": {"output": [10]},
+    "nielsen_expanded.yaml": {"output": [10]},
+    "nielsen_extra_fc.yaml": {"output": [10]},
+    "nielsen_ensemble.yaml": {"output": [10]},
+    "mnist_best.yaml": {"output": [10]},
+    "mnist_best_ensemble.yaml": {"output": [10]},
     "lenet5.yaml": {"logits": [10]},
     "lenet5_fashion.yaml": {"output": [10]},  # `outputs: null` deletes lenet5's `logits`
     "vgg_small_bn.yaml": {"output": [10]},

@@ -61,7 +61,8 @@ class ConvertToFp16(Pass):
                       for v in node.inputs]
             params = {k: half_data(p) if want == HALF and p.type.dtype == FULL else p for k, p in node.params.items()}
             attrs = {"dtype": HALF} if node.op == "constant" and want == HALF else {}
-            retyped = _infer(node, {**node.attrs, **attrs}, [v.type for v in inputs]) != tuple(v.type for v in node.outputs)
+            types = _infer(node, {**node.attrs, **attrs}, [v.type for v in inputs])
+            retyped = types != tuple(v.type for v in node.outputs)
             if retyped or inputs != list(node.inputs) or params != dict(node.params):
                 self._rewrite(graph, node, attrs, inputs, params)
                 stats["converted" if want == HALF else "kept_fp32"] += 1

@@ -145,7 +145,8 @@ def layer_errors(fp32_graph, reduced_graph, x: np.ndarray) -> list:
         if act != "linear":
             out = torch_activation(act, torch.from_numpy(out)).numpy()
         err = rel(out, np.concatenate(full[ref.output.name]))
-        err_in = rel(np.concatenate(reduced[_before_pair(node.inputs[0]).name]), np.concatenate(full[ref.inputs[0].name]))
+        read = np.concatenate(reduced[_before_pair(node.inputs[0]).name])
+        err_in = rel(read, np.concatenate(full[ref.inputs[0].name]))
         rows.append((node.layer, round(err, 5), round(max(err - err_in, 0.0), 5)))
     return sorted(rows, key=lambda row: -row[2])
 

@@ -42,7 +42,7 @@ ALL_METRICS = ("accuracy", "precision", "recall", "f1", "confusion")
 
 
 def evaluate_spec(spec_path: str, weights_path: str, *, data_dir: str | None = None, limits=None,
-                  dataset=None, device: str = "auto") -> dict:
+                  dataset=None, device: str = "cpu") -> dict:
     """Metrics of a spec with trained weights (a run's model.safetensors, or an ensemble's) on the test split,
     computed on `device` (`auto`, `cpu` or `cuda`, as `specc eval --device`)."""
     from specc.compiler import compile_spec

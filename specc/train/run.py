@@ -58,7 +58,7 @@ class RunOptions:
     checkpoint_every: int = 0
     plots: bool = True              # loss.png and accuracy.png
     dataset: object = None          # an in-memory data set (tests, notebooks): used instead of `training.data`
-    device: str = "auto"            # auto | cpu | cuda (`--device`; auto: a CUDA GPU when there is one)
+    device: str = "cpu"             # cpu | cuda | auto (a CUDA GPU when there is one); `specc train` says auto
     threads: int = 0                # PyTorch's CPU threads per process (`--threads`); 0 keeps its default
 
 
