@@ -9,8 +9,9 @@ Three measurements, each in fresh interpreters:
   phases    one build in a process to load every module, then a second build
             under cProfile, so the phases below are the build's own work and
             not the imports it triggers the first time. A phase is found by
-            its function (file suffix, name); one that the code no longer has
-            is reported as not found rather than guessed.
+            its functions (PHASES) among the calls beneath specc.build.build
+            and shown under the phase that calls it; a phase that the code no
+            longer has is left out, and its time shows up as "other".
 """
 
 from __future__ import annotations
@@ -29,18 +30,24 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = os.path.join("benchmarks", "specs", "resnet18.yaml")
 
-# (label, file suffix, function): cumulative time of these calls inside the profiled build.
-PHASES = [
-    ("parse, expand, shape-check (compile_spec)", "specc/compiler.py", "compile_spec"),
-    ("memory budget check", "specc/ir/analysis.py", "check_memory_budget"),
-    ("weight initialization (init_weights)", "specc/codegen/weights.py", "init_weights"),
-    ("ONNX graph construction (to_onnx)", "specc/codegen/onnx_export.py", "to_onnx"),
-    ("serialization (onnx.save_model)", "onnx/__init__.py", "save_model"),
-    ("onnx.checker.check_model(full_check=True)", "onnx/checker.py", "check_model"),
-    ("sha256 of spec and model", "specc/build.py", "sha256_file"),
-    ("package versions (importlib.metadata)", "specc/build.py", "_version"),
-    ("manifest (json.dump)", "json/__init__.py", "dump"),
-]
+# label -> the calls that make up that phase: (where, name). `where` is a path fragment of the
+# function's file, or "~" for a C function, whose name is then matched as a substring. A phase is
+# shown under the phase that calls it (weights, for one, are initialized lazily, by whichever stage
+# first reads them); phases the build no longer has are simply absent.
+PHASES = {
+    "parse, expand, shape-check (compile_spec)": [("specc/compiler.py", "compile_spec")],
+    "graph passes (optimized_graph)": [("specc/build.py", "optimized_graph")],
+    "memory budget check": [("specc/ir/analysis.py", "check_memory_budget")],
+    "weight initialization (init_tensor)": [("specc/ops/", "init_tensor")],
+    "ONNX graph construction (to_onnx)": [("specc/codegen/onnx_export.py", "to_onnx")],
+    "onnx.save_model": [("onnx/__init__.py", "save_model")],
+    "serialization (SerializeToString)": [("~", "SerializeToString")],
+    "file write": [("~", "'write' of '_io.BufferedWriter'")],
+    "onnx.checker.check_model": [("onnx/checker.py", "check_model")],
+    "sha256 hashing": [("~", "openssl_sha256"), ("~", "'update' of '_hashlib.HASH'")],
+    "package versions (importlib.metadata)": [("specc/build.py", "_version")],
+    "manifest (json.dump)": [("json/__init__.py", "dump")],
+}
 BUILD_FUNCTION = ("specc/build.py", "build")
 
 # Runs in the child: build once (loads every module), then time an unprofiled build and profile another.
@@ -122,10 +129,47 @@ def import_profile(env: dict, runs: int) -> dict:
             "top_level_s": dict(sorted(top_level.items(), key=lambda kv: -kv[1]))}
 
 
-def _cumulative(stats: pstats.Stats, suffix: str, function: str) -> float | None:
-    found = [value[3] for (filename, _, name), value in stats.stats.items()
-             if name == function and filename.replace(os.sep, "/").endswith(suffix)]
-    return sum(found) if found else None
+def _matches(key: tuple, where: str, name: str) -> bool:
+    filename, _, function = key
+    if where == "~":
+        return filename == "~" and name in function
+    return function == name and where in filename.replace(os.sep, "/")
+
+
+def _descendants(children: dict, roots: list) -> set:
+    seen, todo = set(), list(roots)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
+
+
+def phase_tree(stats: pstats.Stats, build_key: tuple) -> list[dict]:
+    """The phases found beneath build(), each with its cumulative time and its sub-phases."""
+    children: dict = {}
+    for key, (_, _, _, _, callers) in stats.stats.items():
+        for caller in callers:
+            children.setdefault(caller, set()).add(key)
+    under_build = _descendants(children, [build_key])
+    phases = {}
+    for label, patterns in PHASES.items():
+        keys = [k for k in under_build if any(_matches(k, where, name) for where, name in patterns)]
+        if keys:
+            phases[label] = {"label": label, "seconds": sum(stats.stats[k][3] for k in keys), "keys": keys,
+                             "below": _descendants(children, keys), "children": []}
+    # Each phase goes under the innermost phase that reaches it.
+    roots = []
+    for phase in phases.values():
+        parents = [p for p in phases.values() if p is not phase and set(phase["keys"]) <= p["below"]]
+        innermost = [p for p in parents if not any(set(p["keys"]) <= q["below"] for q in parents if q is not p)]
+        (innermost[0]["children"] if innermost else roots).append(phase)
+
+    def clean(phase):
+        return {"label": phase["label"], "seconds": phase["seconds"], "children": [clean(c) for c in phase["children"]]}
+
+    return [clean(p) for p in roots]
 
 
 def phase_profile(env: dict) -> dict:
@@ -134,14 +178,14 @@ def phase_profile(env: dict) -> dict:
         proc = _run([sys.executable, "-c", DRIVER, tmp, stats_path], env)
         imported, first, second = (float(x) for x in proc.stdout.split()[-3:])
         stats = pstats.Stats(stats_path)
-    total = _cumulative(stats, *BUILD_FUNCTION)
-    phases = {label: _cumulative(stats, suffix, function) for label, suffix, function in PHASES}
-    found = sum(v for v in phases.values() if v is not None)
+    build_keys = [k for k in stats.stats if _matches(k, *BUILD_FUNCTION)]
+    total = stats.stats[build_keys[0]][3] if build_keys else None
+    phases = phase_tree(stats, build_keys[0]) if build_keys else []
     hottest = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:12]
     return {
         "cli_import_s": imported, "first_build_s": first, "second_build_s": second,
-        "profiled_build_s": total, "phases_s": phases,
-        "other_s": None if total is None else total - found,
+        "profiled_build_s": total, "phases": phases,
+        "other_s": None if total is None else total - sum(p["seconds"] for p in phases),
         "hottest_self_s": [{"function": f"{os.path.relpath(f) if f.startswith(ROOT) else f}:{line}({name})",
                             "self_s": value[2], "calls": value[1]}
                            for (f, line, name), value in hottest],
@@ -168,11 +212,18 @@ def print_profile(profile: dict) -> None:
     if total is None:
         print("profiled build: specc.build.build not found in the profile")
         return
-    print(f"phases of a build with every module loaded (cProfile, {total:.3f} s with its overhead):")
-    for label, seconds in build["phases_s"].items():
-        shown = "not found (renamed?)" if seconds is None else f"{seconds:7.3f} s  {100 * seconds / total:5.1f} %"
-        print(f"  {label:<44} {shown}")
-    print(f"  {'other (file moves, directory, checks)':<44} {build['other_s']:7.3f} s  "
+    print(f"phases of a build with every module loaded (cProfile, {total:.3f} s with its overhead; "
+          "a phase's time includes the phases listed under it):")
+
+    def show(phase, depth):
+        label = "  " * depth + phase["label"]
+        print(f"  {label:<50} {phase['seconds']:7.3f} s  {100 * phase['seconds'] / total:5.1f} %")
+        for child in phase["children"]:
+            show(child, depth + 1)
+
+    for phase in build["phases"]:
+        show(phase, 0)
+    print(f"  {'other (file moves, directory, checks)':<50} {build['other_s']:7.3f} s  "
           f"{100 * build['other_s'] / total:5.1f} %")
     print("hottest functions (self time):")
     for row in build["hottest_self_s"][:8]:

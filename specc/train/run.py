@@ -94,7 +94,8 @@ def start_run(spec_path: str, run_dir: str, epochs: int | None, seed: int | None
                     Span(spec.path), "add e.g. `training: {data: {dataset: mnist-sample}, epochs: 2, "
                     "optimizer: {adam: {lr: 0.001}}}`")
     check_trainable(compiled, training_config(spec.training))
-    device = resolve_device(options.device, spec_path, max(options.nproc, world_from_env().size))
+    processes = max(options.nproc, int(os.environ.get("WORLD_SIZE", "1")))  # --nproc, or torchrun's world
+    device = resolve_device(options.device, spec_path, processes)  # refused here, before the run directory
     tree = resolved_tree(spec_path, options.limits)
     if epochs is not None:
         set_training(tree, "epochs", epochs)
@@ -202,7 +203,7 @@ def train_in_dir(run_dir: str, options: RunOptions, world: World) -> RunResult:
     arrays = expanded(load_data(compiled, run_dir, options), spec.augment, spec.inputs[0].layout)
     session = Session(compiled, cfg, arrays, world, options.limits, device)
     trainer = Trainer(session, arrays, run_dir, options.progress, options.checkpoint_every, options.plots)
-    if options.progress and world.main:
+    if world.main:  # like the closing summary, printed with or without progress lines
         print(run_header(spec.name, device, session.steps_per_epoch, cfg), file=sys.stderr, flush=True)
     if os.path.exists(os.path.join(run_dir, CHECKPOINT)):
         try:
