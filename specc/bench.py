@@ -24,8 +24,9 @@ import numpy as np
 
 from specc.diagnostics import SpeccError
 
-BACKENDS = ("torch", "onnxruntime", "onnxruntime-fp16", "onnxruntime-int8", "tensorrt")
-PRECISION_OF = {"onnxruntime": "fp32", "onnxruntime-fp16": "fp16", "onnxruntime-int8": "int8"}
+BACKENDS = ("torch", "onnxruntime", "onnxruntime-fp16", "onnxruntime-int8", "onnxruntime-gpu", "tensorrt")
+PRECISION_OF = {"onnxruntime": "fp32", "onnxruntime-fp16": "fp16", "onnxruntime-int8": "int8",
+                "onnxruntime-gpu": "fp32"}
 
 
 @dataclass
@@ -126,6 +127,22 @@ def _torch_runner(spec_path: str, weights: str | None, limits):
     return run
 
 
+def _onnxruntime_gpu_runner(model_path: str):
+    """ONNX Runtime's CUDA/TensorRT providers; unavailable (with the reason) without onnxruntime-gpu or a GPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available and "TensorrtExecutionProvider" not in available:
+        raise _Unavailable("onnxruntime has no GPU provider here (pip install onnxruntime-gpu; needs a CUDA GPU)")
+    from specc.diagnostics import SpeccError
+    from specc.runtime.onnxruntime_gpu import OnnxRuntimeGpuSession
+
+    try:
+        return OnnxRuntimeGpuSession(model_path).run
+    except SpeccError as exc:
+        raise _Unavailable(exc.diagnostics[0].message) from None
+
+
 def _tensorrt_runner(engine_path: str):
     from specc.runtime.tensorrt_runtime import TensorRTSession
 
@@ -179,6 +196,8 @@ class _Backends:
 
             result = self.build("fp32")
             return _tensorrt_runner(build_tensorrt(result)["engine"])
+        if backend == "onnxruntime-gpu":
+            return _onnxruntime_gpu_runner(self.build("fp32").model_path)
         return onnxruntime_runner(self.build(PRECISION_OF[backend]).model_path, threads)
 
     def _build_dir_runner(self, backend: str, threads: int):
@@ -193,6 +212,8 @@ class _Backends:
             if not os.path.isfile(engine):
                 raise _Unavailable("the build directory has no model.engine (build with `--target tensorrt`)")
             return _tensorrt_runner(engine)
+        if backend == "onnxruntime-gpu":
+            return _onnxruntime_gpu_runner(os.path.join(self.model, "model.onnx"))
         if PRECISION_OF[backend] != precision:
             raise _Unavailable(f"the build directory holds a {precision} model; bench the spec to build "
                                f"{PRECISION_OF[backend]}")

@@ -18,7 +18,7 @@ from specc.parser.extends import is_inside
 from specc.limits import DEFAULT_LIMITS, Limits
 
 SPEC_SUFFIXES = (".yaml", ".yml")
-BENCH_BACKENDS = ("torch", "onnxruntime", "onnxruntime-fp16", "onnxruntime-int8", "tensorrt")
+BENCH_BACKENDS = ("torch", "onnxruntime", "onnxruntime-fp16", "onnxruntime-int8", "onnxruntime-gpu", "tensorrt")
 
 
 class UsageError(Exception):
