@@ -186,7 +186,9 @@ def did_you_mean(word: str, candidates, n: int = 1) -> str | None:
     pool = sorted(set(map(str, candidates)))
     if len(pool) > _FULL_COMPARE:
         # difflib compares every candidate in full; on specs with thousands of similar names keep the
-        # ones sharing the longest prefix or suffix with the word (typos rarely touch both ends).
+        # ones sharing the longest prefix or suffix with the word (typos rarely touch both ends). In
+        # sorted order those stand next to where the word would go: bisect, don't score them all.
+        pool = _neighbours(word, pool) | {c[::-1] for c in _neighbours(word[::-1], sorted(c[::-1] for c in pool))}
         pool = sorted(pool, key=lambda c: (-max(_common(word, c), _common(word[::-1], c[::-1])),
                                            abs(len(c) - len(word)), c))[:_FULL_COMPARE]
     matches = difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
@@ -195,7 +197,15 @@ def did_you_mean(word: str, candidates, n: int = 1) -> str | None:
     return "did you mean " + " or ".join(f"`{m}`" for m in matches) + "?"
 
 
-_FULL_COMPARE = 300
+_FULL_COMPARE = 100
+
+
+def _neighbours(word: str, ordered: list) -> set:
+    """The names around `word`'s place in sorted `ordered`: those sharing its longest prefixes."""
+    import bisect
+
+    at = bisect.bisect_left(ordered, word)
+    return set(ordered[max(0, at - _FULL_COMPARE): at + _FULL_COMPARE])
 
 
 def _common(a: str, b: str) -> int:
