@@ -27,3 +27,15 @@ def run_cli(*args, env=None, timeout=60):
 
     return subprocess.run([sys.executable, "-m", "specc", *args], capture_output=True, text=True, cwd=ROOT,
                           env=env, timeout=timeout)
+
+
+@pytest.fixture
+def one_thread():
+    """Training tests pin torch to one thread: small models run faster so, and results do not depend
+    on the machine's core count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

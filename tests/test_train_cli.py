@@ -12,12 +12,7 @@ from conftest import SPECS
 from specc.cli import main
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_train_then_eval_on_the_mnist_sample(tmp_path, capsys):

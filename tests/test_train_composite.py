@@ -13,12 +13,7 @@ from specc.cli import main
 from specc.train.run import resume, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_ensemble_members_and_combined_file(tmp_path):

@@ -15,12 +15,7 @@ from specc.train.run import resume, train
 TRAINING = "epochs: 2\nbatch_size: 16\noptimizer: {sgd: {lr: 0.2, momentum: 0.9}}\nregularization: {l2: 1.0}"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.slow

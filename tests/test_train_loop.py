@@ -18,12 +18,7 @@ from specc.train.run import train
 HARD = {"noise": 255, "signal": 40}  # val accuracy rises and falls: the best epoch is not the last
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def rows(run_dir) -> list:
