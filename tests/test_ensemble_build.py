@@ -6,7 +6,6 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 
 import train_fixtures as tf
 from specc.build import build

@@ -5,7 +5,6 @@ import json
 import os
 
 import pytest
-import torch
 
 import train_fixtures as tf
 from conftest import SPECS

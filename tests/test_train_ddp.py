@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import train_fixtures as tf
 from specc.train.checkpoint import load_checkpoint
