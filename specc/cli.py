@@ -113,8 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", action="append", choices=("onnx", "tensorrt"), metavar="onnx|tensorrt",
                    help="also build this target (as the spec's `build.targets`); tensorrt needs TensorRT 10/11 and "
                         "a CUDA GPU")
-    p.add_argument("--check", metavar="tensorrt[=10|11]", default=None,
-                   help="check statically (no GPU needed) that TensorRT's ONNX parser takes the model")
+    p.add_argument("--check", metavar="onnx|tensorrt[=10|11]", action="append", default=None,
+                   help="onnx: run the onnx package's checker, with full shape inference, on the written model; "
+                        "tensorrt: check statically (no GPU needed) that TensorRT's ONNX parser takes it "
+                        "(may be given twice)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                    help="write the model in this precision (default: the spec's `build.precision`)")
     p.add_argument("--check-accuracy", action=argparse.BooleanOptionalAction, default=None,
@@ -338,31 +340,39 @@ def cmd_build(args) -> int:
     require_for_build(args.weights)
     from specc.build import build
 
-    if args.check:
+    checks = args.check or []
+    trt_checks = [c for c in checks if c != "onnx"]
+    if len(trt_checks) > 1:
+        raise UsageError("--check tensorrt may be given once")
+    trt_check = trt_checks[0] if trt_checks else None
+    if trt_check:
         from specc.codegen.tensorrt_check import check_version
 
         try:
-            check_version(args.check)
+            check_version(trt_check)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(str(exc).replace("--check takes", "--check takes onnx,")) from None
     result = build(args.spec, args.output, weights=args.weights, limits=limits_from(args), passes=pass_choice(args),
                    precision=args.precision, check_accuracy=args.check_accuracy,
-                   calibration_data=args.calibration_data, data_dir=args.data)
+                   calibration_data=args.calibration_data, data_dir=args.data,
+                   check_onnx=True if "onnx" in checks else None)
     print(f"built {result.model_path} ({result.summary})")
     accuracy = result.manifest.get("accuracy")
     if accuracy and accuracy.get("checked"):
         print(_accuracy_line(result.manifest["precision"], accuracy))
     elif accuracy:
         print(f"accuracy not checked: {accuracy['reason']}")
-    if args.check:
+    if "onnx" in checks:
+        print(f"{result.model_path}: passes the onnx checker (full shape inference)")
+    if trt_check:
         from specc.build import check_tensorrt
 
-        diagnostics = check_tensorrt(result, args.check)
+        diagnostics = check_tensorrt(result, trt_check)
         if diagnostics:
             print(format_diagnostics(diagnostics, "text"), file=sys.stderr)
         if any(d.severity == "error" for d in diagnostics):
             return 1
-        print(f"{result.model_path}: passes the static {args.check} check")
+        print(f"{result.model_path}: passes the static {trt_check} check")
     if "tensorrt" in set(result.build_cfg["targets"]) | set(args.target or ()):
         from specc.build import build_tensorrt
 

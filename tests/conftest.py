@@ -8,6 +8,8 @@ SPECS = os.path.join(ROOT, "specs")
 collect_ignore_glob = ["fuzz/*"]
 # Every pass run in the tests verifies the IR after it, naming the pass that broke it.
 os.environ.setdefault("SPECC_VERIFY_PASSES", "1")
+# Every model a test builds goes through the onnx checker with full shape inference.
+os.environ.setdefault("SPECC_CHECK_ONNX", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -83,12 +83,10 @@ class Split(OpDef):
         return xs[0][:, :half], xs[0][:, half:]
 
     def onnx(self, g, attrs, xs, params, itypes, otype):
-        import onnx.helper as helper
-
         a, b = g.unique(g.label + "_a"), g.unique(g.label + "_b")
         half = itypes[0].shape[1] // 2
         split = g.const(np.array([half, itypes[0].shape[1] - half], np.int64), g.label + "_sizes")
-        g.nodes.append(helper.make_node("Split", [xs[0], split], [a, b], name=g.unique(g.label), axis=1))
+        g.multi_node("Split", [xs[0], split], [a, b], g.unique(g.label), axis=1)
         return [a, b]
 
 

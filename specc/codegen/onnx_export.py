@@ -7,18 +7,17 @@ initializers under their spec names (`conv_1.weight`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from specc import __version__
+from specc.codegen import onnx_wire as wire
 from specc.codegen.lowerable import check_lowerable
 from specc.ir.graph import Graph
 from specc.ir.types import BATCH
 
-ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16,
-               "int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "int32": TensorProto.INT32,
-               "int64": TensorProto.INT64, "bool": TensorProto.BOOL}
+ONNX_DTYPES = wire.DTYPES  # IR dtype -> TensorProto.DataType
 DEFAULT_OPSET = 17
 
 
@@ -43,12 +42,19 @@ class OnnxGraphBuilder:
     def node(self, op_type: str, inputs: list, name: str, **attrs) -> str:
         node_name = self.unique(name)
         output = node_name  # one output per node: its name doubles as the tensor name
-        self.nodes.append(helper.make_node(op_type, list(inputs), [output], name=node_name, **attrs))
+        self.nodes.append(wire.Node(op_type, list(inputs), [output], node_name, attrs))
         return output
+
+    def multi_node(self, op_type: str, inputs: list, outputs: list, name: str, **attrs) -> list:
+        """A node with several outputs (`node` makes one-output nodes); the caller names the node and its
+        outputs, through `unique`."""
+        self.nodes.append(wire.Node(op_type, list(inputs), list(outputs), name, attrs))
+        return list(outputs)
 
     def initializer(self, name: str, array) -> str:
         self.names.add(name)
-        self.initializers.append(numpy_helper.from_array(np.asarray(array), name=name))
+        lazy = hasattr(array, "numpy") and not isinstance(array, np.ndarray)  # TensorData: drawn when written
+        self.initializers.append(wire.Initializer(name, array if lazy else np.asarray(array)))
         return name
 
     def const(self, value, hint: str) -> str:
@@ -73,15 +79,33 @@ def _rename_tensors(nodes: list, renamed: dict) -> None:
                     field[i] = renamed[name]
 
 
-def _value_info(name: str, tensor_type, batch_name: str = "batch"):
+def _value_info(name: str, tensor_type, batch_name: str = "batch") -> wire.ValueInfo:
     dims = [batch_name if d == BATCH else d for d in tensor_type.shape]
-    return helper.make_tensor_value_info(name, ONNX_DTYPES[tensor_type.dtype], dims)
+    return wire.ValueInfo(name, ONNX_DTYPES[tensor_type.dtype], dims)
 
 
 def to_onnx(graph: Graph, weights: dict | None = None, opset: int = DEFAULT_OPSET,
-            metadata: dict | None = None) -> onnx.ModelProto:
-    """The graph as an ONNX model; its data values become initializers (`weights`, name -> array,
+            metadata: dict | None = None):
+    """The graph as an `onnx.ModelProto`; its data values become initializers (`weights`, name -> array,
     overrides the graph's own data)."""
+    return as_proto(lower(graph, weights, opset, metadata))
+
+
+def as_proto(model: wire.Model):
+    """ONNX records as an `onnx.ModelProto` (weights added as TensorProtos, so models past protobuf's
+    2 GiB serialization limit still load, to be saved with external data)."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.ModelProto.FromString(wire.encode(dataclasses.replace(model, initializers=[])))
+    proto.graph.initializer.extend(numpy_helper.from_array(np.asarray(wire.array_of(init)), name=init.name)
+                                   for init in model.initializers)
+    return proto
+
+
+def lower(graph: Graph, weights: dict | None = None, opset: int = DEFAULT_OPSET,
+          metadata: dict | None = None) -> wire.Model:
+    """The graph as ONNX records (see onnx_wire.py): `wire.write` streams them to a file."""
     check_lowerable(graph, "ONNX")
     g = OnnxGraphBuilder(opset)
     names: dict = {}
@@ -91,7 +115,7 @@ def to_onnx(graph: Graph, weights: dict | None = None, opset: int = DEFAULT_OPSE
     for name in graph.outputs:
         g.names.add(name)  # reserve: outputs are named as the spec names them
     for name, value in graph.params.items():
-        array = weights[name] if weights is not None and name in weights else value.data.numpy()
+        array = weights[name] if weights is not None and name in weights else value.data  # drawn when written
         g.initializer(name, array)
     for node in graph.nodes:
         g.label = node.name
@@ -109,16 +133,10 @@ def to_onnx(graph: Graph, weights: dict | None = None, opset: int = DEFAULT_OPSE
         if tensor in produced and tensor not in renamed:
             renamed[tensor] = out_name  # the producing node writes the output itself: no Identity node
         else:  # an input, an initializer, or a tensor that is already another output
-            g.nodes.append(helper.make_node("Identity", [tensor], [out_name], name=f"output/{out_name}"))
+            g.nodes.append(wire.Node("Identity", [tensor], [out_name], f"output/{out_name}"))
         outputs.append(_value_info(out_name, value.type))
     _rename_tensors(g.nodes, renamed)
-    onnx_graph = helper.make_graph(g.nodes, graph.name, [_value_info(v.name, v.type) for v in graph.inputs],
-                                   outputs, initializer=g.initializers)
-    model = helper.make_model(onnx_graph, producer_name="specc", producer_version=__version__,
-                              opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = min(model.ir_version, 9)  # readable by ONNX Runtime >= 1.16 and TensorRT 10
-    model.doc_string = f"{graph.name}, compiled by specc {__version__} from {graph.source}"
-    for key, value in (metadata or {}).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, str(value)
-    return model
+    return wire.Model(graph.name, g.nodes, g.initializers, [_value_info(v.name, v.type) for v in graph.inputs],
+                      outputs, opset, producer_name="specc", producer_version=__version__,
+                      doc_string=f"{graph.name}, compiled by specc {__version__} from {graph.source}",
+                      metadata={key: str(value) for key, value in (metadata or {}).items()})

@@ -20,6 +20,7 @@ from onnx import GraphProto, ModelProto, TensorProto
 
 from specc.codegen.tensorrt_support import (VERSIONS, GraphFacts, SupportTable, constant_values, io_only_outputs,
                                             node_problems, support_table, type_name)
+from specc.codegen.layer_spans import layer_spans  # noqa: F401 (re-exported: findings use it)
 from specc.diagnostics import Diagnostic, Span
 
 BATCH_AXIS = 0
@@ -103,16 +104,6 @@ def format_findings(findings: list[Finding], spans: dict, model_span: Span | Non
 
 def has_errors(findings: list[Finding]) -> bool:
     return any(f.severity == "error" for f in findings)
-
-
-def layer_spans(graph, spec=None) -> dict:
-    """Layer (and input) name -> Span, for `format_findings`: every IR node under its own name and its layer's."""
-    spans = {decl.name: decl.span for decl in spec.inputs} if spec is not None else {}
-    for node in graph.nodes:
-        spans.setdefault(node.name, node.span)
-        if node.layer:
-            spans.setdefault(node.layer, node.span)
-    return spans
 
 
 def check_version(option: str) -> int:

@@ -66,8 +66,8 @@ def onnx_recurrent(op: str, g, attrs: dict, x: str, params: dict) -> str:
         extra = {"linear_before_reset": 1} if op == "gru" else {}  # PyTorch's GRU applies r after R h + b
         name = g.unique(f"{label}/{ONNX_OP[op]}_l{layer}")
         y, y_h = name, g.unique(f"{name}_last")
-        g.nodes.append(_make_node(ONNX_OP[op], [seq, w, r, b], [y, y_h], name, hidden_size=hidden,
-                                  direction="bidirectional" if directions == 2 else "forward", **extra))
+        g.multi_node(ONNX_OP[op], [seq, w, r, b], [y, y_h], name, hidden_size=hidden,
+                     direction="bidirectional" if directions == 2 else "forward", **extra)
         if layer == top and not attrs["return_sequences"]:
             # Y_h is (dirs, N, H): the final state of each direction, concatenated as PyTorch's h_n[-dirs:].
             batch_major = g.node("Transpose", [y_h], f"{label}/last_batch_major", perm=[1, 0, 2])
@@ -79,13 +79,6 @@ def onnx_recurrent(op: str, g, attrs: dict, x: str, params: dict) -> str:
         shape = g.const(np.array([0, 0, directions * hidden], np.int64), f"{name}/merged_shape")
         seq = g.node("Reshape", [dirs_last, shape], label if layer == top else f"{name}/merge_dirs")
     return seq
-
-
-def _make_node(op_type: str, inputs: list, outputs: list, name: str, **attrs):
-    """A node with several outputs (OnnxGraphBuilder.node makes one-output nodes)."""
-    from onnx import helper
-
-    return helper.make_node(op_type, inputs, outputs, name=name, **attrs)
 
 
 def _stacked(op: str, g, params: dict, layer: int, directions: int, hidden: int, kind: str) -> str:

@@ -20,7 +20,6 @@ from specc.passes.quantize_int8 import QuantizeInt8
 from specc.passes.sink_relu import SinkRelu
 from specc.passes.split_activations import SplitActivations
 
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass
