@@ -168,15 +168,28 @@ def start(job: Job, args, threads: int) -> None:
 
 def stop(job: Job) -> None:
     """Ctrl-C for the run's process group; killed if it has not stopped after GRACE seconds."""
-    try:
-        os.killpg(job.process.pid, signal.SIGINT)
-        job.process.wait(timeout=GRACE)
-    except subprocess.TimeoutExpired:
-        os.killpg(job.process.pid, signal.SIGKILL)
-        job.process.wait()
-    except ProcessLookupError:
-        pass
-    job.status = "stopped at the deadline"
+    stop_all([job])
+
+
+def stop_all(jobs: list[Job]) -> None:
+    """Ctrl-C for every run at once, then up to GRACE seconds (shared) for them to stop; killed after that.
+    One at a time, sixteen runs could take sixteen graces."""
+    for job in jobs:
+        try:
+            os.killpg(job.process.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+    until = time.monotonic() + GRACE
+    for job in jobs:
+        try:
+            job.process.wait(timeout=max(0.0, until - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(job.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            job.process.wait()
+        job.status = "stopped at the deadline"
 
 
 def schedule(jobs: list[Job], slots: list, args, threads: int) -> None:
@@ -203,7 +216,8 @@ def schedule(jobs: list[Job], slots: list, args, threads: int) -> None:
         if deadline is not None and now >= deadline:
             for job in running.values():
                 say(f"deadline: stopping {job.name}")
-                stop(job)
+            stop_all(list(running.values()))
+            for job in running.values():
                 job.ended = time.monotonic()
             for job in pending:
                 job.status = "not started (deadline)"
