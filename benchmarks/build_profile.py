@@ -49,7 +49,7 @@ PHASES = {
     "file write": [("~", "'write' of '_io.BufferedWriter'")],
     "onnx.checker.check_model": [("onnx/checker.py", "check_model")],
     "sha256 hashing": [("~", "openssl_sha256"), ("~", "'update' of '_hashlib.HASH'")],
-    "package versions (importlib.metadata)": [("specc/build.py", "_version")],
+    "package versions (dist-info lookup)": [("specc/build.py", "_version")],
     "manifest (json.dump)": [("json/__init__.py", "dump")],
 }
 BUILD_FUNCTION = ("specc/build.py", "build")
@@ -211,7 +211,7 @@ def print_profile(profile: dict) -> None:
     for module, seconds in list(imports["top_level_s"].items())[:10]:
         print(f"  {module:<28} {seconds:7.3f} s")
     print(f"in one process: import specc.cli {build['cli_import_s']:.3f} s, first build {build['first_build_s']:.3f} s "
-          f"(loads onnx, numpy, ...), second build {build['second_build_s']:.3f} s")
+          f"(loads numpy, yaml, ...), second build {build['second_build_s']:.3f} s")
     total = build["profiled_build_s"]
     if total is None:
         print("profiled build: specc.build.build not found in the profile")
