@@ -1,9 +1,11 @@
 """One training epoch through `specc train`'s loop against the same network written by hand in PyTorch.
 
-    python benchmarks/train_overhead.py [--data DIR] [--examples 10000] [--rounds 5] [--threads 1]
+    python benchmarks/train_overhead.py [--data DIR] [--examples 10000] [--rounds 5] [--threads 1] [--batch 10 128]
 
 The network is specs/nielsen_conv1.yaml (conv 20@5x5 sigmoid, max-pool 2, dense 100 sigmoid, dense 10,
 softmax) trained as network3.py does: mini-batches of 10, plain SGD at 0.1, log-likelihood cost.
+`--batch` times other mini-batch sizes instead, one configuration after the other (e.g. `--batch 10 128`:
+network3.py's 10, where the Python work of each step shows most, and the 128 of specs/mnist_best.yaml).
 Both sides get the same MNIST examples (raw float pixels; the /255 is in the network), the same initial
 weights, the same shuffled order and the same batch size, in one process, one thread (set --threads).
 specc's side is its real loop (`Trainer.train_epoch`: schedule, loss rule, progress bar, running loss
@@ -46,14 +48,15 @@ def load(data_dir: str | None, examples: int):
     return compiled, Arrays(arrays.name, arrays.train_x[:n], arrays.train_y[:n], None, None, None, None, 10)
 
 
-def specc_trainer(compiled, arrays):
+def specc_trainer(compiled, arrays, batch: int):
     from specc.limits import DEFAULT_LIMITS
     from specc.train.config import training_config
     from specc.train.distributed import SINGLE
     from specc.train.loop import Trainer
     from specc.train.session import Session
 
-    session = Session(compiled, training_config(compiled.spec.training), arrays, SINGLE, DEFAULT_LIMITS)
+    session = Session(compiled, training_config({**compiled.spec.training, "batch_size": batch}), arrays, SINGLE,
+                      DEFAULT_LIMITS)
     return Trainer(session, arrays, None, progress_bar=True)
 
 
@@ -92,29 +95,32 @@ def hand_epoch(model, optimizer, x, y, batch: int, epoch: int) -> float:
     return running
 
 
-def timed(fn) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
+def minor_faults() -> int:
+    """Page faults the process has taken so far (0 where the platform does not count them). A step whose
+    temporaries make the C allocator hand memory back to the system and fetch it again pays for every page
+    on each step: the count shows when that, rather than the arithmetic, is the difference."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def timed(fn) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, page faults) of one call."""
+    wall, cpu, faults = time.perf_counter(), time.process_time(), minor_faults()
     fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    return time.perf_counter() - wall, time.process_time() - cpu, minor_faults() - faults
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", metavar="DIR", help="directory with the MNIST IDX files (default: SPECC_MNIST_DIR)")
-    parser.add_argument("--examples", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
+def compare(compiled, arrays, batch: int, rounds: int, threads: int) -> None:
+    """Time `rounds` interleaved epochs of each side at one batch size and print the figures."""
     from specc.codegen.weights import init_weights
 
-    compiled, arrays = load(args.data, args.examples)
-    trainer = specc_trainer(compiled, arrays)
+    trainer = specc_trainer(compiled, arrays, batch)
     model = HandWritten(init_weights(compiled.graph))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.from_numpy(arrays.train_x), torch.from_numpy(arrays.train_y)
-    batch = compiled.spec.training["batch_size"]
 
     def ours(epoch):
         return lambda: trainer.train_epoch(epoch)
@@ -125,19 +131,19 @@ def main() -> int:
     timed(ours(0))
     timed(theirs(0))  # warm-up: first-call costs on both sides
     rows = []
-    for r in range(1, args.rounds + 1):
+    for r in range(1, rounds + 1):
         if r % 2:  # ABBA order: whatever favours the first (or second) of a pair hits both sides alike
             a, b = timed(ours(r)), timed(theirs(r))
         else:
             b, a = timed(theirs(r)), timed(ours(r))
         rows.append((a, b))
-        print(f"round {r}: specc {a[0]:.2f}s wall {a[1]:.2f}s cpu | hand-written {b[0]:.2f}s wall {b[1]:.2f}s cpu",
-              file=sys.stderr)
+        print(f"batch {batch}, round {r}: specc {a[0]:.2f}s wall {a[1]:.2f}s cpu | "
+              f"hand-written {b[0]:.2f}s wall {b[1]:.2f}s cpu", file=sys.stderr)
     wall = statistics.median(a[0] / b[0] for a, b in rows)
     cpu = statistics.median(a[1] / b[1] for a, b in rows)
     steps = len(y) // batch
     print(f"{arrays.name}: {len(y):,} examples, batch {batch}, {steps:,} steps per epoch, "
-          f"{args.threads} thread(s), {args.rounds} rounds")
+          f"{threads} thread(s), {rounds} rounds, load average {os.getloadavg()[0]:.2f}")
     print(f"specc        {statistics.median(a[0] for a, _ in rows):.3f} s/epoch wall, "
           f"{statistics.median(a[1] for a, _ in rows):.3f} s cpu")
     print(f"hand-written {statistics.median(b[0] for _, b in rows):.3f} s/epoch wall, "
@@ -145,6 +151,26 @@ def main() -> int:
     print(f"ratio specc / hand-written: {wall:.3f} (wall), {cpu:.3f} (cpu); of the fastest epochs: "
           f"{min(a[0] for a, _ in rows) / min(b[0] for _, b in rows):.3f} (wall), "
           f"{min(a[1] for a, _ in rows) / min(b[1] for _, b in rows):.3f} (cpu)")
+    print(f"page faults per epoch (median): specc {statistics.median(a[2] for a, _ in rows):,.0f}, "
+          f"hand-written {statistics.median(b[2] for _, b in rows):,.0f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", metavar="DIR", help="directory with the MNIST IDX files (default: SPECC_MNIST_DIR)")
+    parser.add_argument("--examples", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, nargs="+", metavar="N",
+                        help="mini-batch sizes to time, one configuration each (default: the spec's, 10)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    compiled, arrays = load(args.data, args.examples)
+    for batch in args.batch or [compiled.spec.training["batch_size"]]:
+        if not 0 < batch <= len(arrays.train_y):
+            parser.error(f"--batch {batch}: a mini-batch holds 1 to {len(arrays.train_y):,} examples")
+        compare(compiled, arrays, batch, args.rounds, args.threads)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""IR -> a PyTorch nn.Module that runs the graph node by node through each op's torch lowering.
+"""IR -> a PyTorch nn.Module that runs the graph node by node through each op's torch lowering
+(one line of generated Python per node, see `specc.codegen.torch_forward`).
 
 Tensors are registered under positional keys (`t0`, `t1`, ...) and mapped
 back to their spec names (`conv_1.weight`, `deeper.sum.bias`) by a table:
@@ -8,9 +9,11 @@ of them can merge two tensors. Everything outside the module speaks spec names.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
+from specc.codegen.torch_forward import compile_forward
 from specc.ir.graph import Graph
 
 
@@ -23,31 +26,25 @@ class SpeccModule(nn.Module):
         self.keys: dict[str, str] = {}  # spec tensor name -> attribute key
         for index, (name, value) in enumerate(graph.params.items()):
             array = weights[name] if weights is not None and name in weights else value.data.numpy()
-            tensor = torch.from_numpy(array.copy())
+            # A copy in memory torch allocates, 64-byte aligned as all its tensors are (numpy's are 16-byte
+            # aligned): vector loads of a misaligned weight straddle cache lines on every step.
+            tensor = torch.tensor(np.require(array, requirements="C"))
             key = f"t{index}"
             if value.trainable:
                 self.register_parameter(key, nn.Parameter(tensor))
             else:
                 self.register_buffer(key, tensor)
             self.keys[name] = key
-        self._plan = [(node, node.opdef, dict(node.attrs), {local: self.keys[p.name] for local, p in
-                                                             node.params.items()}) for node in graph.nodes]
+        self._inputs = len(graph.inputs)
+        self._run = compile_forward(graph, self.keys, set(self._buffers))
 
     def tensor(self, name: str) -> torch.Tensor:
         return getattr(self, self.keys[name])
 
     def forward(self, *inputs) -> dict:
-        if len(inputs) != len(self.graph.inputs):
-            raise ValueError(f"expected {len(self.graph.inputs)} inputs, got {len(inputs)}")
-        env = dict(zip(self.graph.inputs, inputs))
-        for node, op, attrs, keys in self._plan:
-            params = {local: getattr(self, key) for local, key in keys.items()}
-            result = op.torch_forward(attrs, params, [env[v] for v in node.inputs], self.training)
-            if len(node.outputs) == 1:
-                env[node.outputs[0]] = result
-            else:
-                env.update(zip(node.outputs, result))
-        return {name: env[value] for name, value in self.graph.outputs.items()}
+        if len(inputs) != self._inputs:
+            raise ValueError(f"expected {self._inputs} inputs, got {len(inputs)}")
+        return self._run(self, *inputs)
 
     # --- spec names -----------------------------------------------------
     def spec_parameters(self):

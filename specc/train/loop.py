@@ -36,6 +36,7 @@ from specc.train.session import Session, config_span
 MODEL = "model.safetensors"
 METRICS = "metrics.jsonl"
 PLOT_INTERVAL = 60.0  # seconds
+BAR_INTERVAL = 1.0  # seconds between progress-bar refreshes: each takes about 2 ms (count, format, write)
 
 
 @dataclass
@@ -89,41 +90,68 @@ class Monitor:
 class _Sums:
     """Running training loss and accuracy of one epoch.
 
-    On the CPU each mini-batch's numbers are read at once (.item() on a CPU tensor is a read, cheaper than
-    keeping tensor sums). On a GPU reading would wait for the batch to finish and stall the queue of work,
-    so the sums stay on the device until `settle()` reads them: at progress updates and checkpoints, and at
-    the epoch's end."""
+    The loss: on the CPU each mini-batch's loss is read at once (.item() on a CPU tensor is a read), so a
+    loss that is not finite stops the run at its own mini-batch. On a GPU reading would wait for the batch
+    to finish and stall the queue of work, so the loss sum stays on the device until `settle()` reads it.
 
-    def __init__(self, partial: dict | None = None, device: torch.device | None = None):
+    The accuracy: given the epoch's labels, each mini-batch's predicted classes are written into a table
+    made for the epoch, and `settle()` compares them with the labels all at once. A step then runs one op
+    where counting took four (argmax, compare, sum, read), and none of its tensors outlives it (small tensors
+    kept across steps split the C heap, and the allocator then gave pages back to the system and faulted
+    them in again at every step). Without the labels each mini-batch is counted as it comes.
+
+    `settle()` runs at progress updates and checkpoints, and at the epoch's end."""
+
+    def __init__(self, partial: dict | None = None, device: torch.device | None = None,
+                 labels: torch.Tensor | None = None, start: int = 0):
         partial = partial or {}
         self.loss = partial.get("loss", 0.0)
         self.correct = partial.get("correct", 0)
         self.count = partial.get("count", 0)
         self.seconds = partial.get("seconds", 0.0)
         self.deferred = device is not None and device.type != "cpu"
-        self._pending: list | None = None   # [loss sum, correct] on the device, not yet read
+        self._loss: torch.Tensor | None = None      # deferred: the loss sum on the device, not yet read
+        self._correct: torch.Tensor | None = None   # deferred: correct predictions on the device, not yet read
+        self._labels = labels                       # (mini-batches, examples): the epoch's labels
+        self._predicted = None if labels is None else torch.empty_like(labels)
+        self._counted = self._added = start         # mini-batches [counted, added) predicted, not yet compared
 
     def add(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> float:
         """Returns the batch's loss, or (deferred) 0.0: `settle()` then says whether the sums are finite."""
         n = len(y)
         self.count += n
-        correct = (out.argmax(dim=-1) == y).sum()
+        if self._predicted is None:
+            self._add_correct((out.argmax(dim=-1) == y).sum())
+        else:
+            torch.argmax(out, dim=-1, out=self._predicted[self._added])
+            self._added += 1
         if self.deferred:
-            batch = [loss.detach().double() * n, correct]
-            self._pending = batch if self._pending is None else [a + b for a, b in zip(self._pending, batch)]
+            batch = loss.detach().double() * n
+            self._loss = batch if self._loss is None else self._loss + batch
             return 0.0
         value = loss.item()
         self.loss += value * n
-        self.correct += int(correct)
         return value
 
-    def settle(self) -> float:
-        """Read the device's sums into the running ones (one wait for the device). Returns the loss sum."""
-        if self._pending is not None:
-            loss, correct = self._pending
-            self.loss += float(loss)
+    def _add_correct(self, correct: torch.Tensor) -> None:
+        if self.deferred:
+            self._correct = correct if self._correct is None else self._correct + correct
+        else:
             self.correct += int(correct)
-            self._pending = None
+
+    def settle(self) -> float:
+        """Count the predictions not yet compared, and read the device's sums into the running ones (one wait
+        for the device). Returns the loss sum."""
+        if self._added > self._counted:
+            batches = slice(self._counted, self._added)
+            self._add_correct((self._predicted[batches] == self._labels[batches]).sum())
+            self._counted = self._added
+        if self._loss is not None:
+            self.loss += float(self._loss)
+            self._loss = None
+        if self._correct is not None:
+            self.correct += int(self._correct)
+            self._correct = None
         return self.loss
 
     def as_dict(self) -> dict:
@@ -197,29 +225,32 @@ class Trainer:
         s, cfg, world = self.s, self.cfg, self.world
         p = self.progress
         start = p.step if p.epoch == epoch else 0
-        sums = _Sums(p.partial if start else None, self.device)
         device = self.device
         if start == 0:  # dropout's randomness: a function of the position, so a resumed run draws the same
             torch.manual_seed(derived_seed(cfg.seed, 0x70C4, epoch, world.rank))
-        order = epoch_order(cfg.seed, epoch, len(self.train_y))
         batch, steps = cfg.batch_size, s.steps_per_epoch
+        order = epoch_order(cfg.seed, epoch, len(self.train_y))
+        # Row i: this process's share of mini-batch i (`shard` of every row at once, through the transpose).
+        batches = world.shard(order[:steps * batch].view(steps, batch).T).T
+        labels = to_device(self.train_y[batches], device)
+        sums = _Sums(p.partial if start else None, device, labels, start)
+        scale = batches.shape[1] * world.size / batch  # this process's share of a mini-batch's loss
         s.module.train()
         bar = self.bar(epoch, steps, start)
         shown = time.perf_counter()
         began = time.perf_counter()
         for step in range(start, steps):
-            mine = world.shard(order[step * batch:(step + 1) * batch])
-            x, y = to_device(self.train_x[mine], device), to_device(self.train_y[mine], device)
+            x, y = to_device(self.train_x[batches[step]], device), labels[step]
             if self.augmenter is not None:
                 x = self.augmenter(x.float(), batch_generator(cfg.seed, epoch, step, world.rank, device))
             set_lr(s.optimizer, s.schedule(epoch, step), s.trainable.groups)
-            out, loss = self.step(x, y, len(mine) * world.size / batch)
+            out, loss = self.step(x, y, scale)
             if not math.isfinite(sums.add(loss, out, y)):
                 self.diverged(epoch, step)
             if bar is not None:
                 bar.update(1)
                 now = time.perf_counter()
-                if now - shown > 0.5:
+                if now - shown > BAR_INTERVAL:
                     shown = now
                     self.settle(sums, epoch, step)
                     self.show_sums(bar, sums, sums.seconds + now - began)
@@ -273,8 +304,9 @@ class Trainer:
         return last["out"], last["loss"]
 
     def settle(self, sums: _Sums, epoch: int, step: int) -> None:
-        """Read deferred (GPU) sums; a loss that has become infinite or NaN stops the run here."""
-        if sums.deferred and not math.isfinite(sums.settle()):
+        """Bring the sums up to date; a deferred (GPU) loss that has become infinite or NaN stops the run here."""
+        loss = sums.settle()
+        if sums.deferred and not math.isfinite(loss):
             self.diverged(epoch, step, by=True)
 
     def with_teacher(self, loss, out, x):
@@ -298,7 +330,7 @@ class Trainer:
         from tqdm import tqdm
 
         return tqdm(total=steps, initial=start, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", file=sys.stderr,
-                    unit="batch", leave=False, dynamic_ncols=True, mininterval=0.5)
+                    unit="batch", leave=False, dynamic_ncols=True, mininterval=BAR_INTERVAL)
 
     def show_sums(self, bar, sums: _Sums, seconds: float) -> None:
         loss = sums.loss / max(1, sums.count)
