@@ -151,6 +151,9 @@ def compare(compiled, arrays, batch: int, rounds: int, threads: int) -> None:
     print(f"ratio specc / hand-written: {wall:.3f} (wall), {cpu:.3f} (cpu); of the fastest epochs: "
           f"{min(a[0] for a, _ in rows) / min(b[0] for _, b in rows):.3f} (wall), "
           f"{min(a[1] for a, _ in rows) / min(b[1] for _, b in rows):.3f} (cpu)")
+    quartiles = statistics.quantiles((a[0] / b[0] for a, b in rows), n=4) if len(rows) > 1 else [wall] * 3
+    print(f"per-round wall ratios: {min(a[0] / b[0] for a, b in rows):.3f} to {max(a[0] / b[0] for a, b in rows):.3f}, "
+          f"middle half {quartiles[0]:.3f} to {quartiles[2]:.3f}")
     print(f"page faults per epoch (median): specc {statistics.median(a[2] for a, _ in rows):,.0f}, "
           f"hand-written {statistics.median(b[2] for _, b in rows):,.0f}")
 

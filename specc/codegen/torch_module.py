@@ -1,5 +1,5 @@
-"""IR -> a PyTorch nn.Module that runs the graph node by node through each op's torch lowering
-(one line of generated Python per node, see `specc.codegen.torch_forward`).
+"""IR -> a PyTorch nn.Module that runs the graph node by node through each op's torch lowering,
+following an execution plan built once (numbered value slots, no lookups by name per step).
 
 Tensors are registered under positional keys (`t0`, `t1`, ...) and mapped
 back to their spec names (`conv_1.weight`, `deeper.sum.bias`) by a table:
@@ -9,12 +9,23 @@ of them can merge two tensors. Everything outside the module speaks spec names.
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import numpy as np
 import torch
 from torch import nn
 
-from specc.codegen.torch_forward import compile_forward
 from specc.ir.graph import Graph
+
+
+class _Step(NamedTuple):
+    """One node of the execution plan."""
+
+    run: Callable               # the op's torch lowering: (attrs, params, inputs, training) -> output(s)
+    attrs: dict
+    params: tuple               # (local name, the module's parameter or buffer dict, key in it)
+    reads: tuple                # value slots of the inputs
+    writes: tuple               # value slots of the outputs
 
 
 class SpeccModule(nn.Module):
@@ -36,7 +47,26 @@ class SpeccModule(nn.Module):
                 self.register_buffer(key, tensor)
             self.keys[name] = key
         self._inputs = len(graph.inputs)
-        self._run = compile_forward(graph, self.keys, set(self._buffers))
+        self._plan, self._slots, self._outputs = self._execution_plan(graph)
+
+    def _execution_plan(self, graph: Graph) -> tuple[list, int, tuple]:
+        """(steps, number of value slots, (output name, slot) pairs), built once so that a forward pass only
+        indexes lists: at small batch sizes the Python work per node is a visible part of a training step.
+        Values live in numbered slots, the graph's inputs first; a parameter is read from the module's own
+        `_parameters`/`_buffers` dict at each call, so `.to(device)` or a state load that replaces it is seen."""
+        slots = {value: index for index, value in enumerate(graph.inputs)}
+        steps = []
+        for node in graph.nodes:
+            params = tuple((local, self._store_of(self.keys[p.name]), self.keys[p.name])
+                           for local, p in node.params.items())
+            reads = tuple(slots[value] for value in node.inputs)
+            writes = tuple(slots.setdefault(value, len(slots)) for value in node.outputs)
+            steps.append(_Step(node.opdef.torch_forward, dict(node.attrs), params, reads, writes))
+        outputs = tuple((name, slots[value]) for name, value in graph.outputs.items())
+        return steps, len(slots), outputs
+
+    def _store_of(self, key: str) -> dict:
+        return self._parameters if key in self._parameters else self._buffers
 
     def tensor(self, name: str) -> torch.Tensor:
         return getattr(self, self.keys[name])
@@ -44,7 +74,17 @@ class SpeccModule(nn.Module):
     def forward(self, *inputs) -> dict:
         if len(inputs) != self._inputs:
             raise ValueError(f"expected {self._inputs} inputs, got {len(inputs)}")
-        return self._run(self, *inputs)
+        values = [*inputs, *[None] * (self._slots - self._inputs)]
+        training = self.training
+        for run, attrs, params, reads, writes in self._plan:
+            result = run(attrs, {local: store[key] for local, store, key in params} if params else {},
+                         [values[reads[0]]] if len(reads) == 1 else [values[i] for i in reads], training)
+            if len(writes) == 1:
+                values[writes[0]] = result
+            else:
+                for slot, value in zip(writes, result):
+                    values[slot] = value
+        return {name: values[slot] for name, slot in self._outputs}
 
     # --- spec names -----------------------------------------------------
     def spec_parameters(self):
