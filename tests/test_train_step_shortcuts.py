@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import train_fixtures as tf
 from specc.codegen.torch_module import to_torch
 from specc.train.losses import _TINY, floored_log
-from specc.train.loop import _Sums
+from specc.train.loop import ROW_BLOCK, _Sums, row_views
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -70,6 +70,16 @@ def test_accuracy_from_the_epoch_table_equals_a_count_per_batch(device, start):
             assert (table.correct, table.count) == (each.correct, each.count)
     assert table.as_dict() == each.as_dict()
     assert each.correct == int((outs[start:].argmax(dim=-1) == labels[start:]).sum())
+
+
+@pytest.mark.parametrize("start", [0, 3, ROW_BLOCK])
+def test_row_views_are_the_rows_of_the_table_across_blocks(start):
+    table = torch.arange((2 * ROW_BLOCK + 5) * 3).view(-1, 3)
+    rows = list(row_views(table, start))
+    assert len(rows) == len(table) - start
+    assert all(torch.equal(row, table[start + i]) for i, row in enumerate(rows))
+    rows[-1].fill_(-1)  # views: writing one writes the table (the accuracy table is filled this way)
+    assert (table[-1] == -1).all()
 
 
 def test_the_module_reads_parameters_replaced_after_it_was_built(tmp_path):
