@@ -343,7 +343,13 @@ class Trainer:
             return None
         from tqdm import tqdm
 
-        return tqdm(total=steps, initial=start, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", file=sys.stderr,
+        class EpochBar(tqdm):
+            # tqdm's monitor thread exists to rescue bars whose updates stall; this one is refreshed from the
+            # loop once a second, and a second thread waking in a process that trains on one core showed as
+            # up to 5% more time per epoch (benchmarks/train_overhead.py).
+            monitor_interval = 0
+
+        return EpochBar(total=steps, initial=start, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", file=sys.stderr,
                     unit="batch", leave=False, dynamic_ncols=True, mininterval=BAR_INTERVAL)
 
     def show_sums(self, bar, sums: _Sums, seconds: float) -> None:
