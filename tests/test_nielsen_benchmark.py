@@ -70,7 +70,7 @@ def test_network3_initialization():
 def test_ensembles_and_our_networks():
     assert resolved("nielsen_ensemble").spec.training["ensemble"] == {"members": 5, "combine": "vote"}
     ours = resolved("mnist_best").spec.training
-    assert (ours["batch_size"], ours["data"]["validation"]) == (128, 5_000)  # 429 mini-batches an epoch
+    assert (ours["batch_size"], ours["data"]["validation"]) == (64, 5_000)  # 859 mini-batches an epoch
     assert ours["epochs"] <= 15 and ours["schedule"][0] == "one_cycle"
     assert resolved("mnist_best_ensemble").spec.training["ensemble"]["members"] in (3, 4, 5)
     assert set(rows.DEFAULT_SPECS) == {f"{PROTOCOL[k][0]}.yaml" for k in "1234567"} | {"mnist_best.yaml"}

@@ -76,11 +76,12 @@ def test_kill_9_and_resume_equals_uninterrupted(tmp_path):
     assert_same_run(whole, killed)
 
 
-def test_resume_mid_epoch(tmp_path, monkeypatch):
+@pytest.mark.parametrize("network", ["dropout", "wide_conv"])  # wide_conv trains in channels-last order
+def test_resume_mid_epoch(tmp_path, monkeypatch, network):
     """With --checkpoint-every, a crash loses at most that many steps and the position is restored."""
     from specc.train import loop
 
-    spec = tf.write_spec(tmp_path, TRAINING, network="dropout", augment=AUGMENT)
+    spec = tf.write_spec(tmp_path, TRAINING, network=network, augment=AUGMENT)
     whole = tmp_path / "whole"
     train(spec, str(whole), options=tf.options(checkpoint_every=5))
 

@@ -71,6 +71,18 @@ NETWORKS = {
           - dense: 4
           - softmax
     """,
+    "wide_conv": """
+        network:
+          - conv: {filters: 32, kernel: 3}
+          - batchnorm
+          - relu
+          - conv: {filters: 32, kernel: 3}
+          - relu
+          - flatten
+          - dropout: 0.3
+          - dense: 4
+          - softmax
+    """,
     "bn": """
         network:
           - conv: {filters: 4, kernel: 3}

@@ -47,6 +47,7 @@ class SpeccModule(nn.Module):
                 self.register_buffer(key, tensor)
             self.keys[name] = key
         self._inputs = len(graph.inputs)
+        self._channels_last = False
         self._plan, self._slots, self._outputs = self._execution_plan(graph)
 
     def _execution_plan(self, graph: Graph) -> tuple[list, int, tuple]:
@@ -68,12 +69,29 @@ class SpeccModule(nn.Module):
     def _store_of(self, key: str) -> dict:
         return self._parameters if key in self._parameters else self._buffers
 
+    def to_channels_last(self) -> "SpeccModule":
+        """Keep 4-D weights, and 4-D inputs from the next call on, in channels-last memory order (NHWC in memory;
+        shapes, values and spec names unchanged: every op reads tensors by their logical layout). Convolutions
+        on a CPU then skip oneDNN's reordering of the data around every layer. Returns the module."""
+        for store in (self._parameters, self._buffers):
+            for tensor in store.values():
+                if tensor is not None and tensor.dim() == 4:
+                    tensor.data = _nhwc(tensor.data)
+        self._channels_last = True
+        return self
+
+    @property
+    def channels_last(self) -> bool:
+        return self._channels_last
+
     def tensor(self, name: str) -> torch.Tensor:
         return getattr(self, self.keys[name])
 
     def forward(self, *inputs) -> dict:
         if len(inputs) != self._inputs:
             raise ValueError(f"expected {self._inputs} inputs, got {len(inputs)}")
+        if self._channels_last:
+            inputs = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs]
         values = [*inputs, *[None] * (self._slots - self._inputs)]
         training = self.training
         for run, attrs, params, reads, writes in self._plan:
@@ -96,7 +114,8 @@ class SpeccModule(nn.Module):
 
     def spec_state(self) -> dict:
         """name -> numpy array, under the spec's tensor names (what safetensors files hold)."""
-        return {name: getattr(self, key).detach().cpu().numpy() for name, key in self.keys.items()}
+        # C order whatever the memory layout (channels-last weights are strided views of it)
+        return {name: np.ascontiguousarray(getattr(self, key).detach().cpu().numpy()) for name, key in self.keys.items()}
 
     def load_spec_state(self, state: dict, strict: bool = True) -> None:
         """Copy arrays (or tensors) given by spec name into the module."""
@@ -109,6 +128,15 @@ class SpeccModule(nn.Module):
                 if name in self.keys:
                     target = getattr(self, self.keys[name])
                     target.copy_(torch.as_tensor(array, dtype=target.dtype))
+
+
+def _nhwc(tensor: torch.Tensor) -> torch.Tensor:
+    """A channels-last copy with the strides spelled out. `contiguous(memory_format=channels_last)` leaves a
+    tensor with one channel (a first convolution's weight) as it is, since either order fits it; the
+    convolution then returns its output in the default order, and the next one copies it back, twice a step."""
+    n, c, h, w = tensor.shape
+    out = torch.empty((n, h, w, c), dtype=tensor.dtype, device=tensor.device).permute(0, 3, 1, 2)
+    return out.copy_(tensor)
 
 
 def to_torch(graph: Graph, weights: dict | None = None) -> SpeccModule:

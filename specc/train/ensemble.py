@@ -78,12 +78,32 @@ def is_ensemble_file(tensors: dict) -> bool:
     return bool(tensors) and all(PREFIX.match(k) for k in tensors)
 
 
+def member_tree(tree: dict, i: int) -> dict:
+    """The spec tree member i trains: the ensemble's, with seed `training.seed + i` and no `ensemble`."""
+    member = json.loads(json.dumps(tree))
+    member["training"]["seed"] = (tree["training"].get("seed", 0) or 0) + i
+    del member["training"]["ensemble"]
+    return member
+
+
+def prepare_member(run_dir: str, tree: dict, info: dict, i: int, nproc: int) -> str:
+    """RUN_DIR/member_<i>/, an ordinary run directory (made on first use) whose data split is the ensemble's."""
+    from specc.train.rundir import write_run
+
+    member_dir = os.path.join(run_dir, f"member_{i}")
+    if not os.path.isdir(member_dir):
+        os.makedirs(member_dir)
+        write_run(member_dir, member_tree(tree, i), os.path.join(run_dir, "spec.yaml"),
+                  {"data_dir": info.get("data_dir"), "nproc": nproc,
+                   "data_seed": tree["training"].get("seed", 0) or 0, "member": i})
+    return member_dir
+
+
 def run_ensemble(run_dir: str, options):
     from specc.codegen.torch_module import to_torch
     from specc.codegen.weights import load_weights, save_weights
-    from specc.train.device import describe, resolve_device, torch_threads
+    from specc.train.device import describe, fast_layout, resolve_device, torch_threads
     from specc.train.evaluate import evaluate, host_tensor
-    from specc.train.rundir import write_run
     from specc.train.run import (RunResult, compile_copy, load_data, read_run, read_summary, read_tree, run_single,
                                  write_summary)
 
@@ -99,15 +119,7 @@ def run_ensemble(run_dir: str, options):
     info = read_run(run_dir)
     results, weights = [], []
     for i in range(members):
-        member_dir = os.path.join(run_dir, f"member_{i}")
-        if not os.path.isdir(member_dir):
-            os.makedirs(member_dir)
-            member = json.loads(json.dumps(tree))
-            member["training"]["seed"] = base_seed + i
-            del member["training"]["ensemble"]
-            write_run(member_dir, member, os.path.join(run_dir, "spec.yaml"),
-                      {"data_dir": info.get("data_dir"), "nproc": options.nproc, "data_seed": base_seed,
-                       "member": i})
+        member_dir = prepare_member(run_dir, tree, info, i, options.nproc)
         if options.progress:
             print(f"member {i + 1}/{members} (seed {base_seed + i}): {member_dir}", file=sys.stderr, flush=True)
         results.append(run_single(member_dir, replace(options, dataset=arrays)))
@@ -121,7 +133,7 @@ def run_ensemble(run_dir: str, options):
     graph = compiled.graph
     output = next(iter(graph.outputs))
     device = resolve_device(options.device, run_dir, options.nproc)
-    predict = EnsemblePredictor([to_torch(graph, w).to(device) for w in weights], output_kind(graph, output),
+    predict = EnsemblePredictor([fast_layout(to_torch(graph, w).to(device), device) for w in weights], output_kind(graph, output),
                                 combine)
     from specc.train.config import training_config
 

@@ -11,7 +11,7 @@ import torch
 
 from specc.diagnostics import Span, error
 from specc.train.config import TrainConfig
-from specc.train.device import cuda_rng_state, set_cuda_rng_state
+from specc.train.device import cuda_rng_state, fast_layout, set_cuda_rng_state
 from specc.train.distributed import World
 from specc.train.ema import Averager
 from specc.train.feed import Arrays
@@ -89,8 +89,9 @@ class Session:
         if cfg.init:
             frozen = apply_init(weights, graph, cfg.init, spec.path, config_span(spec, "init", "from"))
         # On the device before the optimizer is made: its state is created beside the parameters.
-        self.module = to_torch(graph, weights).to(self.device)
-        self.averager = Averager(cfg.ema, self.module, to_torch(graph, weights).to(self.device)) if cfg.ema else None
+        self.module = fast_layout(to_torch(graph, weights).to(self.device), self.device)
+        self.averager = (Averager(cfg.ema, self.module, fast_layout(to_torch(graph, weights).to(self.device), self.device))
+                         if cfg.ema else None)
 
         owners = {name: owner_of(info) for name, info in graph.params.items()}
         self.trainable = trainable_set(self.module.spec_parameters(), owners, cfg.lr_mult, frozen)
@@ -179,7 +180,7 @@ def load_teacher(compiled, cfg: TrainConfig, limits, device: torch.device | None
     if tuple(out[1:]) != tuple(want[1:]):
         raise error("E100", f"the teacher's output has shape {list(out)}, the student's {list(want)}", span,
                     "teacher and student must predict the same classes")
-    module = to_torch(teacher, weights).to(device)
+    module = fast_layout(to_torch(teacher, weights).to(device), device)
     for param in module.parameters():
         param.requires_grad_(False)
     return Teacher(module, output_kind(teacher, next(iter(teacher.outputs))), distill["temperature"],
