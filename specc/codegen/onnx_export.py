@@ -53,8 +53,7 @@ class OnnxGraphBuilder:
 
     def initializer(self, name: str, array) -> str:
         self.names.add(name)
-        lazy = hasattr(array, "numpy") and not isinstance(array, np.ndarray)  # TensorData: drawn when written
-        self.initializers.append(wire.Initializer(name, array if lazy else np.asarray(array)))
+        self.initializers.append(wire.Initializer(name, array if wire.is_lazy(array) else np.asarray(array)))
         return name
 
     def const(self, value, hint: str) -> str:

@@ -176,16 +176,23 @@ def _data_type(init: Initializer) -> int:
     return code
 
 
+def is_lazy(array) -> bool:
+    """Lazy tensor data (an Initializer's `.numpy()` kind, drawn when written), not an array or a value that
+    np.asarray takes."""
+    return hasattr(array, "numpy") and not isinstance(array, np.ndarray)
+
+
 def _initializer_parts(init: Initializer) -> list:
     """TensorProto as [header, raw data]: the data is a view of the array, never copied, or for lazy data
     a function that makes it (its size is known from the shape beforehand)."""
-    if isinstance(init.array, np.ndarray) or not hasattr(init.array, "numpy"):
+    lazy = is_lazy(init.array)
+    if not lazy:
         init = Initializer(init.name, np.asarray(init.array))
     code, shape = _data_type(init), tuple(int(d) for d in init.array.shape)
     nbytes = ITEMSIZE[code] * math.prod(shape)
     header = (b"".join(_int(1, d) for d in shape) + _int(2, code) + _str(8, init.name)
               + _key(9, _BYTES) + _varint(nbytes))
-    if isinstance(init.array, np.ndarray):
+    if not lazy:
         raw = _raw(init.array)
     else:
         def raw(lazy=init.array, name=init.name):
