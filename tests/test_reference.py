@@ -42,7 +42,7 @@ def _example_cases():
             yield pytest.param(op, form, id=f"{op.category}.{op.name}.{form.kind}")
 
 
-@pytest.mark.parametrize("op,form", _example_cases())
+@pytest.mark.parametrize("op,form", list(_example_cases()))  # a list: pytest deprecates generators here
 def test_every_example_validates_and_has_the_shape_shown(op, form, tmp_path):
     path = tmp_path / "example.yaml"
     path.write_text(example_spec(op, form, example_for(op)))
