@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import train_fixtures as tf
+from conftest import zoo_specs
+from test_zoo import random_inputs
 from specc.codegen.torch_module import to_torch
 from specc.codegen.weights import init_weights
 from specc.compiler import compile_spec
@@ -90,3 +92,18 @@ def test_a_channels_last_run_trains(tmp_path):
                          network="wide_conv")
     result = train(spec, str(tmp_path / "run"), options=tf.options())
     assert result.best["val"]["accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("name", zoo_specs())
+def test_every_zoo_network_computes_the_same_in_channels_last(name):
+    """Whatever ops a network uses (residual adds, concatenation, reshapes, attention, fitted steps), the
+    memory order must not change what it computes."""
+    graph = compile_spec(os.path.join(SPECS, name), DEFAULT_LIMITS).graph
+    weights = init_weights(graph)
+    feeds = [torch.from_numpy(a) for a in random_inputs(graph, 2).values()]
+    plain, fast = to_torch(graph, weights).eval(), to_torch(graph, weights).to_channels_last().eval()
+    with torch.no_grad():
+        a, b = plain(*feeds), fast(*feeds)
+    for key in a:
+        scale = float(a[key].abs().max()) or 1.0
+        assert float((b[key] - a[key]).abs().max()) <= 1e-4 * scale, key
