@@ -28,22 +28,18 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path[:0] = [ROOT, HERE]
+
+from machine import parse_cpu_list  # noqa: E402
+from run import core_slots  # noqa: E402
 
 from specc.train.ensemble import member_tree, prepare_member  # noqa: E402
 from specc.train.run import RunOptions, read_summary, read_tree, start_run  # noqa: E402
 from specc.train.rundir import read_run  # noqa: E402
 
 DESCRIPTIVE = ("name", "description")
-
-
-def cpu_list(text: str) -> list[int]:
-    cpus: list[int] = []
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        cpus += range(int(first), int(last or first) + 1)
-    return cpus
 
 
 def same_training(a: dict, b: dict) -> bool:
@@ -104,9 +100,8 @@ def main(argv=None) -> int:
         if read_summary(members[int(index)]) is None:
             adopt(run_dir, tree, int(index), source)
 
-    cores = cpu_list(args.cores) if args.cores else sorted(os.sched_getaffinity(0))
-    slots = [cores[k * args.threads_per_run:(k + 1) * args.threads_per_run] for k in range(args.parallel)]
-    slots = [s for s in slots if len(s) == args.threads_per_run] or [cores]
+    cores = parse_cpu_list(args.cores) if args.cores else sorted(os.sched_getaffinity(0))
+    slots = core_slots(args.parallel, args.threads_per_run, cores)  # None: too few cores to pin each run
     pending = [m for m in members if read_summary(m) is None]
     running: dict = {}  # slot index -> (process, member dir, log, start)
     began = time.time()
@@ -116,11 +111,12 @@ def main(argv=None) -> int:
                 member = pending.pop(0)
                 log = open(member + ".log", "w")
                 proc = subprocess.Popen(
-                    specc("train", "--resume", member, "--threads", str(len(slot)), "--device", args.device,
-                          "--no-progress"), stdout=log, stderr=subprocess.STDOUT,
-                    preexec_fn=lambda cpus=slot: os.sched_setaffinity(0, cpus))
+                    specc("train", "--resume", member, "--threads", str(args.threads_per_run), "--device",
+                          args.device, "--no-progress"), stdout=log, stderr=subprocess.STDOUT,
+                    preexec_fn=(lambda cpus=slot: os.sched_setaffinity(0, cpus)) if slot else None)
                 running[k] = (proc, member, log, time.time())
-                print(f"[{time.strftime('%H:%M:%S')}] {os.path.basename(member)} on CPUs {slot}", flush=True)
+                where = f"CPUs {slot}" if slot else "any CPU"
+                print(f"[{time.strftime('%H:%M:%S')}] {os.path.basename(member)} on {where}", flush=True)
         time.sleep(2)
         for k, (proc, member, log, start) in list(running.items()):
             if proc.poll() is not None:

@@ -68,6 +68,13 @@ def fast_layout(module, device: torch.device | None):
     return module.to_channels_last() if wanted else module
 
 
+def torch_model(graph, weights: dict | None, device: torch.device | None):
+    """The graph as a torch module on `device` (None: the CPU), in the layout `fast_layout` picks there."""
+    from specc.codegen.torch_module import to_torch
+
+    return fast_layout(to_torch(graph, weights).to(device), device)
+
+
 def describe(device: torch.device) -> str:
     """`cpu (2 threads)` or `cuda:0 (NVIDIA H200)`: for the run header and run.json."""
     if device.type == "cuda":

@@ -100,9 +100,8 @@ def prepare_member(run_dir: str, tree: dict, info: dict, i: int, nproc: int) -> 
 
 
 def run_ensemble(run_dir: str, options):
-    from specc.codegen.torch_module import to_torch
     from specc.codegen.weights import load_weights, save_weights
-    from specc.train.device import describe, fast_layout, resolve_device, torch_threads
+    from specc.train.device import describe, resolve_device, torch_model, torch_threads
     from specc.train.evaluate import evaluate, host_tensor
     from specc.train.run import (RunResult, compile_copy, load_data, read_run, read_summary, read_tree, run_single,
                                  write_summary)
@@ -133,7 +132,7 @@ def run_ensemble(run_dir: str, options):
     graph = compiled.graph
     output = next(iter(graph.outputs))
     device = resolve_device(options.device, run_dir, options.nproc)
-    predict = EnsemblePredictor([fast_layout(to_torch(graph, w).to(device), device) for w in weights], output_kind(graph, output),
+    predict = EnsemblePredictor([torch_model(graph, w, device) for w in weights], output_kind(graph, output),
                                 combine)
     from specc.train.config import training_config
 

@@ -92,9 +92,8 @@ def host_tensor(array) -> torch.Tensor:
 
 def load_predictor(graph, weights_path: str, device: torch.device | None = None):
     """(predict, output kind, members) for a single model's or an ensemble's weights file, on `device`."""
-    from specc.codegen.torch_module import to_torch
     from specc.codegen.weights import load_weights
-    from specc.train.device import fast_layout
+    from specc.train.device import torch_model
     from specc.train.ensemble import EnsemblePredictor, is_ensemble_file, member_weights
     from specc.train.losses import output_kind
 
@@ -107,10 +106,9 @@ def load_predictor(graph, weights_path: str, device: torch.device | None = None)
         with safe_open(weights_path, "np") as handle:
             combine = (handle.metadata() or {}).get("specc.ensemble.combine", "mean")
         members = member_weights(tensors, graph, weights_path)
-        modules = [fast_layout(to_torch(graph, w).to(device), device) for w in members]
+        modules = [torch_model(graph, w, device) for w in members]
         return EnsemblePredictor(modules, kind, combine), kind, len(members)
-    module = fast_layout(to_torch(graph, load_weights(weights_path, graph)).to(device), device)
-    return module_predictor(module, output), kind, 1
+    return module_predictor(torch_model(graph, load_weights(weights_path, graph), device), output), kind, 1
 
 
 def _read_tensors(path: str) -> dict:

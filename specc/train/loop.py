@@ -14,6 +14,7 @@ fresh shuffle; the remainder waits for another epoch's shuffle.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -94,6 +95,20 @@ class Monitor:
         if not higher_is_better(self.metric):
             new, old = -new, -old
         return new >= old, new > old
+
+
+@functools.cache
+def _epoch_bar_class():
+    """tqdm without its monitor thread, made once (tqdm is imported only when a bar is shown). The thread
+    exists to rescue bars whose updates stall; this one is refreshed from the loop once a second, and a
+    second thread waking in a process that trains on one core showed as up to 5% more time per epoch
+    (benchmarks/train_overhead.py)."""
+    from tqdm import tqdm
+
+    class EpochBar(tqdm):
+        monitor_interval = 0
+
+    return EpochBar
 
 
 class _Sums:
@@ -341,16 +356,9 @@ class Trainer:
     def bar(self, epoch: int, steps: int, start: int):
         if not self.show:
             return None
-        from tqdm import tqdm
-
-        class EpochBar(tqdm):
-            # tqdm's monitor thread exists to rescue bars whose updates stall; this one is refreshed from the
-            # loop once a second, and a second thread waking in a process that trains on one core showed as
-            # up to 5% more time per epoch (benchmarks/train_overhead.py).
-            monitor_interval = 0
-
-        return EpochBar(total=steps, initial=start, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", file=sys.stderr,
-                    unit="batch", leave=False, dynamic_ncols=True, mininterval=BAR_INTERVAL)
+        return _epoch_bar_class()(total=steps, initial=start, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+                                  file=sys.stderr, unit="batch", leave=False, dynamic_ncols=True,
+                                  mininterval=BAR_INTERVAL)
 
     def show_sums(self, bar, sums: _Sums, seconds: float) -> None:
         loss = sums.loss / max(1, sums.count)

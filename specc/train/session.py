@@ -11,7 +11,7 @@ import torch
 
 from specc.diagnostics import Span, error
 from specc.train.config import TrainConfig
-from specc.train.device import cuda_rng_state, fast_layout, set_cuda_rng_state
+from specc.train.device import cuda_rng_state, set_cuda_rng_state, torch_model
 from specc.train.distributed import World
 from specc.train.ema import Averager
 from specc.train.feed import Arrays
@@ -65,7 +65,6 @@ def check_trainable(compiled, cfg: TrainConfig) -> str:
 class Session:
     def __init__(self, compiled, cfg: TrainConfig, arrays: Arrays, world: World, limits,
                  device: torch.device | None = None):
-        from specc.codegen.torch_module import to_torch
         from specc.codegen.weights import init_weights
 
         self.compiled, self.cfg, self.world = compiled, cfg, world
@@ -89,9 +88,8 @@ class Session:
         if cfg.init:
             frozen = apply_init(weights, graph, cfg.init, spec.path, config_span(spec, "init", "from"))
         # On the device before the optimizer is made: its state is created beside the parameters.
-        self.module = fast_layout(to_torch(graph, weights).to(self.device), self.device)
-        self.averager = (Averager(cfg.ema, self.module, fast_layout(to_torch(graph, weights).to(self.device), self.device))
-                         if cfg.ema else None)
+        self.module = torch_model(graph, weights, self.device)
+        self.averager = Averager(cfg.ema, self.module, torch_model(graph, weights, self.device)) if cfg.ema else None
 
         owners = {name: owner_of(info) for name, info in graph.params.items()}
         self.trainable = trainable_set(self.module.spec_parameters(), owners, cfg.lr_mult, frozen)
@@ -161,7 +159,6 @@ class Teacher:
 
 
 def load_teacher(compiled, cfg: TrainConfig, limits, device: torch.device | None = None) -> Teacher:
-    from specc.codegen.torch_module import to_torch
     from specc.codegen.weights import load_weights
     from specc.compiler import compile_spec
 
@@ -180,7 +177,7 @@ def load_teacher(compiled, cfg: TrainConfig, limits, device: torch.device | None
     if tuple(out[1:]) != tuple(want[1:]):
         raise error("E100", f"the teacher's output has shape {list(out)}, the student's {list(want)}", span,
                     "teacher and student must predict the same classes")
-    module = fast_layout(to_torch(teacher, weights).to(device), device)
+    module = torch_model(teacher, weights, device)
     for param in module.parameters():
         param.requires_grad_(False)
     return Teacher(module, output_kind(teacher, next(iter(teacher.outputs))), distill["temperature"],
