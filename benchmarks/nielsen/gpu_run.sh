@@ -31,13 +31,8 @@ DRY_RUN=0
 [ "${1:-}" = "--dry-run" ] && DRY_RUN=1
 OUT="${OUT:-$ROOT/nielsen-out}"
 RUNS="${RUNS:-/tmp/nielsen-runs-$STARTED}"
-PYTHON="${PYTHON:-}"
-if [ -z "$PYTHON" ]; then  # the interpreter that has PyTorch
-    for candidate in python3 python; do
-        if "$candidate" -c "import torch" 2>/dev/null; then PYTHON=$candidate; break; fi
-    done
-    PYTHON="${PYTHON:-python3}"
-fi
+. "$HERE/gpu_prelude.sh"
+find_python
 SCALE="${SCALE:-0.25}"
 DEADLINE="${DEADLINE:-450}"
 mkdir -p "$OUT"
@@ -48,39 +43,14 @@ elapsed() { echo $(( $(date +%s) - STARTED )); }
 say() { echo "[gpu_run $(date +%H:%M:%S), +$(elapsed)s] $*"; }
 
 # --- 0. the machine and the Python modules --------------------------------------------------------
-say "repository $ROOT, results in $OUT, run directories in $RUNS"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) logical CPUs"
-"$PYTHON" - <<'EOF'
-import importlib.util, sys
-print("python", sys.version.split()[0], sys.executable)
-need = {"torch": "required", "numpy": "required", "yaml": "required (pyyaml)", "safetensors": "required",
-        "tqdm": "progress bars (runs here use --no-progress)", "matplotlib": "plots (runs here use --no-plots)",
-        "jsonschema": "tests", "pytest": "step (c)", "hypothesis": "some test modules",
-        "onnx": "some gpu tests", "onnxruntime": "some gpu tests"}
-missing = [n for n in need if importlib.util.find_spec(n) is None]
-for name in missing:
-    print(f"missing: {name} - {need[name]}")
-if not missing:
-    print("every module is here")
-try:
-    import torch
-    print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(),
-          [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())])
-except Exception as exc:
-    print("torch cannot be imported:", exc)
-EOF
-SITE="/tmp/nielsen-site-packages-$STARTED"
-"$PYTHON" "$HERE/wheelhouse.py" install --target "$SITE" --wheels "$HERE/wheels" \
-    || say "some modules could not be installed from $HERE/wheels (see above); going on with what is here"
-export PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}"
-export SPECC_DEBUG=1  # a run that fails leaves its traceback in its log: this session is the only look we get
-"$PYTHON" -c "import yaml, safetensors, numpy, torch" || { say "specc cannot train without those: stopping"; exit 1; }
+describe_machine torch=required numpy=required "yaml=required (pyyaml)" safetensors=required \
+    "tqdm=progress bars (runs here use --no-progress)" "matplotlib=plots (runs here use --no-plots)" \
+    jsonschema=tests "pytest=step (c)" "hypothesis=some test modules" "onnx=some gpu tests" \
+    "onnxruntime=some gpu tests"
+install_wheels "/tmp/nielsen-site-packages-$STARTED" || exit 1
 
 # --- the plan ---------------------------------------------------------------------------------------
-DATA="${SPECC_MNIST_DIR:-}"
-[ -z "$DATA" ] && [ -d "$HERE/mnist" ] && DATA="$HERE/mnist"  # a copy carried beside this script
-[ -n "$DATA" ] && DATA="$(cd "$DATA" && pwd)"
+find_mnist
 if [ "$DRY_RUN" = 1 ]; then
     DEVICE=cpu; SCALE=0.02; DEADLINE=300; B_EPOCHS=1
     DATA_ARGS=(--limit-train 2000 --limit-test 1000)

@@ -7,7 +7,7 @@
 #
 # Written for one NVIDIA GPU with 16 CPU cores, PyTorch with CUDA and no network or package index. It
 #   0. prints the machine and which Python modules are missing; installs those from
-#      benchmarks/nielsen/wheels/ into a directory under /tmp, on PYTHONPATH (as gpu_run.sh does);
+#      benchmarks/nielsen/wheels/ into a directory under /tmp, on PYTHONPATH (gpu_prelude.sh);
 #   1. trains the chosen specs of benchmarks/nielsen/variants/ (mnist_best with one change and a seed each,
 #      `<round>_<variant>_s<seed>.yaml`; $VARIANTS, default `best_*`, the first round) with run.py on CUDA,
 #      16 at once sharing the GPU, each pinned to its own CPU core, the most training steps (epochs x
@@ -43,13 +43,8 @@ DRY_RUN=0
 OUT="${OUT:-$ROOT/search-out}"
 RUNS="${RUNS:-/tmp/search-runs-$STARTED}"
 WORK="/tmp/search-work-$STARTED"   # run.py's results, logs and records: bundled into $OUT at the end
-PYTHON="${PYTHON:-}"
-if [ -z "$PYTHON" ]; then  # the interpreter that has PyTorch
-    for candidate in python3 python; do
-        if "$candidate" -c "import torch" 2>/dev/null; then PYTHON=$candidate; break; fi
-    done
-    PYTHON="${PYTHON:-python3}"
-fi
+. "$HERE/gpu_prelude.sh"
+find_python
 DEADLINE="${DEADLINE:-330}"
 BUDGET="${BUDGET:-460}"
 STOP_RESERVE="${STOP_RESERVE:-45}"
@@ -65,35 +60,11 @@ elapsed() { echo $(( $(date +%s) - STARTED )); }
 say() { echo "[gpu_search $(date +%H:%M:%S), +$(elapsed)s] $*"; }
 
 # --- 0. the machine and the Python modules --------------------------------------------------------
-say "repository $ROOT, results in $OUT, run directories in $RUNS"
-command -v nvidia-smi >/dev/null && timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version \
-    --format=csv,noheader
-echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) logical CPUs"
-timeout 60 "$PYTHON" - <<'EOF'
-import importlib.util, sys
-print("python", sys.version.split()[0], sys.executable)
-need = ("torch", "numpy", "yaml", "safetensors")
-missing = [n for n in need if importlib.util.find_spec(n) is None]
-print("missing:", ", ".join(missing) if missing else "nothing specc's training needs")
-try:
-    import torch
-    print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(),
-          [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())])
-except Exception as exc:
-    print("torch cannot be imported:", exc)
-EOF
-SITE="/tmp/search-site-packages-$STARTED"
-timeout 90 "$PYTHON" "$HERE/wheelhouse.py" install --target "$SITE" --wheels "$HERE/wheels" \
-    || say "some modules could not be installed from $HERE/wheels (see above); going on with what is here"
-export PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}"
-export SPECC_DEBUG=1  # a run that fails leaves its traceback in its log: this session is the only look we get
-timeout 60 "$PYTHON" -c "import yaml, safetensors, numpy, torch" \
-    || { say "specc cannot train without those: stopping"; exit 1; }
+describe_machine torch=required numpy=required "yaml=required (pyyaml)" safetensors=required
+install_wheels "/tmp/search-site-packages-$STARTED" || exit 1
 
 # --- the plan ---------------------------------------------------------------------------------------
-DATA="${SPECC_MNIST_DIR:-}"
-[ -z "$DATA" ] && [ -d "$HERE/mnist" ] && DATA="$HERE/mnist"  # a copy carried beside this script
-[ -n "$DATA" ] && DATA="$(cd "$DATA" && pwd)"
+find_mnist
 [ -n "$DATA" ] || { say "no MNIST: set SPECC_MNIST_DIR to the directory of its IDX files"; exit 1; }
 
 # The chosen variants ($VARIANTS: patterns, not expanded against the current directory)
