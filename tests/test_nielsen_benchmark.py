@@ -3,8 +3,10 @@ collection, report, wheelhouse) does what docs/nielsen.md says."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -198,3 +200,26 @@ def test_runner_end_to_end_on_the_mnist_sample(tmp_path):
     assert results["machine"]["nproc"] == os.cpu_count()
     assert os.path.isfile(out / "nielsen_shallow" / "summary.json")
     assert "| 1 of 60 (MNIST sample; best 1) |" in (tmp_path / "doc.md").read_text()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_an_interrupted_runner_still_writes_its_results(tmp_path, signum):
+    """Started as `nohup ... &` starts it (SIGINT ignored), then stopped after its run's first epoch: the run is
+    stopped like a deadline stops it and results.json reports it, kept epoch and all."""
+    out = tmp_path / "out"
+    log = open(tmp_path / "runner.log", "w")
+    runner_process = subprocess.Popen(
+        [sys.executable, os.path.join(BENCH, "run.py"), "nielsen_shallow", "--sample", "--epochs", "500", "--device",
+         "cpu", "--threads-per-run", "1", "--out", str(out)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    metrics = out / "runs" / "nielsen_shallow" / "metrics.jsonl"
+    until = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().strip()) and time.monotonic() < until:
+        assert runner_process.poll() is None, (tmp_path / "runner.log").read_text()
+        time.sleep(0.2)
+    runner_process.send_signal(signum)
+    assert runner_process.wait(timeout=120) == 0, (tmp_path / "runner.log").read_text()
+    (result,) = json.load(open(out / "results.json"))["runs"]
+    assert result["status"] == "interrupted" and result["shortened"]
+    assert 1 <= result["epochs_run"] < 500 and result["test_accuracy"] > 10.0
+    assert "interrupted: writing what the runs have so far" in (tmp_path / "runner.log").read_text()

@@ -21,6 +21,8 @@ metrics.jsonl, and the kept epoch among them is reported). --limit-train N train
 training images (and --limit-test on the first test images), --sample on the MNIST sample bundled with
 specc (no data files needed): both for quick dry runs. --timing marks the
 results as a timing measurement: docs/nielsen.md lists them under seconds per epoch, not as accuracies.
+Ctrl-C or SIGTERM stops every run the same way, even when the runner was started in the background,
+and still writes results.json with what the runs have so far (their status: interrupted).
 
 OUT/results.json holds, per run: the test accuracy at the epoch of best validation accuracy, the epochs
 asked for and run, wall time, seconds per epoch (training, and evaluation), device and threads; and the
@@ -166,11 +168,6 @@ def start(job: Job, args, threads: int) -> None:
     say(f"start {job.name}: {job.epochs} of {job.epochs_spec} epochs" + (f", CPUs {_cpus(cores)}" if cores else ""))
 
 
-def stop(job: Job) -> None:
-    """Ctrl-C for the run's process group; killed if it has not stopped after GRACE seconds."""
-    stop_all([job])
-
-
 def stop_all(jobs: list[Job]) -> None:
     """Ctrl-C for every run at once, then up to GRACE seconds (shared) for them to stop; killed after that.
     One at a time, sixteen runs could take sixteen graces."""
@@ -190,6 +187,10 @@ def stop_all(jobs: list[Job]) -> None:
                 pass
             job.process.wait()
         job.status = "stopped at the deadline"
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def schedule(jobs: list[Job], slots: list, args, threads: int) -> None:
@@ -283,13 +284,19 @@ def main(argv=None) -> int:
         + (f", deadline {args.deadline:g} s" if args.deadline else ""))
     machine = machine_info()
     began = time.monotonic()
+    # Ctrl-C, and a SIGTERM or SIGINT sent to a runner started in the background (where a shell leaves
+    # SIGINT ignored), all stop the runs and write what they have so far.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         schedule(jobs, slots, args, threads)
     except KeyboardInterrupt:
-        for job in jobs:
-            if job.status == "running":
-                stop(job)
-                job.status, job.ended = "interrupted", time.monotonic()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the results short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        running = [job for job in jobs if job.status == "running"]
+        stop_all(running)
+        for job in running:
+            job.status, job.ended = "interrupted", time.monotonic()
         say("interrupted: writing what the runs have so far")
     results = {"created": created, "command": shlex.join([sys.executable] + sys.argv),
                "options": {k: v for k, v in vars(args).items() if k != "specs"},
