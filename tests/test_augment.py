@@ -132,6 +132,28 @@ def test_elastic_is_a_smooth_bounded_displacement(steps):
     assert (field[..., 1:] - field[..., :-1]).abs().mean() < 0.2 * field.abs().mean()
 
 
+@pytest.mark.parametrize("n, h, w, alpha, sigma", [(64, 28, 28, 34, 4), (5, 7, 9, 3, 1), (3, 28, 20, 8, 3),
+                                                   (2, 5, 6, 1, 10), (4, 32, 32, 2, 0.5)])
+def test_elastic_blur_is_a_reflected_gaussian_convolution(n, h, w, alpha, sigma):
+    """The blur matrices give what the separable depthwise convolution over reflect-padded noise gives
+    (the definition), radius clipped below the image size included."""
+    import math
+
+    import torch.nn.functional as F
+
+    from specc.train.augment import elastic_field
+
+    field = elastic_field(n, h, w, alpha, sigma, torch.Generator().manual_seed(3))
+    raw = torch.rand(n, 2, h, w, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    radius = max(1, min(math.ceil(3 * sigma), h - 1, w - 1))
+    r = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(r * r) / (2 * sigma * sigma))
+    kernel = (kernel / kernel.sum()).repeat(2, 1, 1, 1)
+    rows = F.conv2d(F.pad(raw, (radius, radius, 0, 0), mode="reflect"), kernel.view(2, 1, 1, -1), groups=2)
+    expected = F.conv2d(F.pad(rows, (0, 0, radius, radius), mode="reflect"), kernel.view(2, 1, -1, 1), groups=2)
+    torch.testing.assert_close(field, expected * alpha, rtol=0, atol=1e-5 * alpha)
+
+
 def test_noise_has_the_given_std(steps):
     out = Augmenter(steps("noise: 10"), seed=0)(torch.full((64, 1, 28, 28), 100.0), gen())
     assert abs(out.mean().item() - 100) < 0.2 and abs(out.std().item() - 10) < 0.2

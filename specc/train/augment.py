@@ -16,6 +16,7 @@ order), the elastic displacement is added to its sampling grid. `flip`, `crop`,
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -195,17 +196,29 @@ _AFFINE = {"shift": _shift, "rotate": _rotate, "scale": _scale}
 
 def elastic_field(n: int, h: int, w: int, alpha: float, sigma: float, g: torch.Generator) -> torch.Tensor:
     """Simard et al. (2003): uniform(-1, 1) displacements per pixel, Gaussian-smoothed (sigma), times alpha.
-    (N, 2, H, W) in pixels; the blur is two separable depthwise convolutions over the whole batch."""
+    (N, 2, H, W) in pixels. The separable blur, reflecting at the borders, is one (H, H) and one (W, W)
+    matrix applied to the whole batch: two small matrix products, where depthwise convolutions with a
+    kernel of 6 sigma cost a tenth of a training step on a CPU."""
     raw = torch.rand(n, 2, h, w, generator=g, device=g.device) * 2 - 1
     radius = max(1, min(math.ceil(3 * sigma), h - 1, w - 1))
-    r = torch.arange(-radius, radius + 1, dtype=torch.float32, device=raw.device)
+    rows, cols = _blur_matrix(h, radius, sigma, raw.device), _blur_matrix(w, radius, sigma, raw.device)
+    return torch.matmul(torch.matmul(rows, raw), cols.T) * alpha
+
+
+@functools.lru_cache(maxsize=16)  # the same few shapes every step
+def _blur_matrix(size: int, radius: int, sigma: float, device) -> torch.Tensor:
+    """M with (M @ v)[i] = sum_k g[k] v[reflect(i + k)], |k| <= radius: a normalized Gaussian, the border
+    reflected without repeating the edge (torch's `reflect` padding); radius < size."""
+    r = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-(r * r) / (2 * sigma * sigma))
     kernel = kernel / kernel.sum()
-    rows = F.conv2d(F.pad(raw, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1).repeat(2, 1, 1, 1),
-                    groups=2)
-    smooth = F.conv2d(F.pad(rows, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1).repeat(2, 1, 1, 1),
-                      groups=2)
-    return smooth * alpha
+    source = torch.arange(size)[:, None] + torch.arange(-radius, radius + 1)[None, :]    # (size, taps)
+    source = source.abs()                                          # reflect at 0
+    source = torch.where(source > size - 1, 2 * (size - 1) - source, source)   # and at size - 1
+    matrix = torch.zeros(size, size)
+    matrix.index_put_((torch.arange(size)[:, None].expand_as(source), source), kernel.expand_as(source),
+                      accumulate=True)
+    return matrix.to(device)
 
 
 # --- the other steps ---------------------------------------------------------
