@@ -551,8 +551,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"specc {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("specc: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        run_dir = getattr(exc, "run_dir", None)  # a training run that saved its place before stopping
+        print("specc: interrupted" + (f"; the run is saved: continue it with `specc train --resume {run_dir}`"
+                                      if run_dir else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 1

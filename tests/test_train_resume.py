@@ -111,3 +111,54 @@ def test_resume_a_finished_run_trains_nothing(tmp_path):
     stamp = os.path.getmtime(run / "checkpoint.safetensors")
     again = resume(str(run), tf.options())
     assert again.best == first.best and os.path.getmtime(run / "checkpoint.safetensors") == stamp
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_signal_saves_the_place_mid_epoch_and_resume_equals_uninterrupted(tmp_path, signum):
+    """Ctrl-C or SIGTERM during the 6th mini-batch of the second epoch (16 a epoch): the run finishes that
+    mini-batch, checkpoints after it and stops; resumed, it ends as the uninterrupted run ends."""
+    spec = tf.write_spec(tmp_path, TRAINING, network="dropout", augment=AUGMENT)
+    whole = tmp_path / "whole"
+    train(spec, str(whole), options=tf.options())
+
+    stopped = tmp_path / "stopped"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(TESTS)}
+    done = subprocess.run([sys.executable, os.path.join(TESTS, "train_fixtures.py"), spec, str(stopped),
+                           "--signal-at", str(16 + 6), "--signal", signum], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert f"specc: {signum}: stopping after this mini-batch" in done.stderr
+    assert "interrupted: RunInterrupted" in done.stderr
+    _, state = load_checkpoint(str(stopped))
+    assert (state["epoch"], state["step"]) == (1, 6) and state["partial"]["count"] == 6 * 16
+    assert len(open(stopped / "metrics.jsonl").readlines()) == 1
+
+    torch.manual_seed(12345)
+    resume(str(stopped), tf.options())
+    assert_same_run(whole, stopped)
+
+
+def test_a_second_signal_stops_at_once():
+    from specc.train.interrupt import GracefulStop
+
+    with GracefulStop() as stop:
+        assert signal.getsignal(signal.SIGTERM) == stop._ask
+        stop._ask(signal.SIGTERM, None)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            stop._ask(signal.SIGINT, None)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+    with GracefulStop(enabled=False) as stop:
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and not stop.requested
+
+
+def test_the_cli_names_the_run_to_resume(monkeypatch, capsys):
+    from specc import cli
+    from specc.train.interrupt import RunInterrupted
+
+    def stopped(args):
+        raise RunInterrupted("runs/mnist")
+
+    monkeypatch.setitem(cli.COMMANDS, "train", stopped)
+    assert cli.main(["train", "spec.yaml"]) == 130
+    assert "the run is saved: continue it with `specc train --resume runs/mnist`" in capsys.readouterr().err

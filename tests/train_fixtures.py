@@ -165,12 +165,33 @@ def _main(argv: list) -> int:
         import specc.train.loop as loop
 
         loop.save_checkpoint = slow_save
+    if "--signal-at" in argv:
+        # The process signals itself (SIGTERM, or the name given) during its N-th mini-batch, as a user would.
+        import signal
+
+        import specc.train.loop as loop
+
+        at = int(argv[argv.index("--signal-at") + 1])
+        signum = getattr(signal, argv[argv.index("--signal") + 1]) if "--signal" in argv else signal.SIGTERM
+        original_step, calls = loop.Trainer.step, [0]
+
+        def signalling_step(self, *args, **kwargs):
+            calls[0] += 1
+            if calls[0] == at:
+                os.kill(os.getpid(), signum)
+            return original_step(self, *args, **kwargs)
+
+        loop.Trainer.step = signalling_step
     every = int(argv[argv.index("--every") + 1]) if "--every" in argv else 0
     opts = options(checkpoint_every=every)
-    if "--resume" in argv:
-        resume(run_dir, opts)
-    else:
-        train(spec, run_dir, options=opts)
+    try:
+        if "--resume" in argv:
+            resume(run_dir, opts)
+        else:
+            train(spec, run_dir, options=opts)
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {type(exc).__name__}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -29,6 +29,7 @@ from specc.train.checkpoint import save_checkpoint, write_atomic
 from specc.train.device import to_device
 from specc.train.evaluate import evaluate, host_tensor, module_predictor
 from specc.train.feed import Arrays, batch_generator, derived_seed, epoch_order, make_augmenter
+from specc.train.interrupt import RunInterrupted
 from specc.train.losses import distillation_loss
 from specc.train.metrics import higher_is_better
 from specc.train.optim import set_lr
@@ -205,6 +206,7 @@ class Trainer:
         self.wanted = tuple(dict.fromkeys(self.cfg.metrics + (self.monitor.metric,)))
         self.progress = Progress()
         self._session_start = time.perf_counter()
+        self.stop = None  # a GracefulStop while `specc train` runs: asked, the loop saves its place and stops
 
     # --- the run ------------------------------------------------------------------------------
     def run(self) -> Progress:
@@ -224,7 +226,12 @@ class Trainer:
             p.finished = p.stopped_early or p.epoch >= self.cfg.epochs
             self.report(row, p.finished)
             self.save_progress()
+            if self._stop_asked() and not p.finished:
+                raise RunInterrupted(self.run_dir)
         return p
+
+    def _stop_asked(self) -> bool:
+        return self.stop is not None and self.stop.requested
 
     def epoch(self, epoch: int) -> dict:
         sums = self.train_epoch(epoch)
@@ -283,11 +290,16 @@ class Trainer:
                     shown = now
                     self.settle(sums, epoch, step)
                     self.show_sums(bar, sums, sums.seconds + now - began)
-            if self.checkpoint_every and (step + 1) % self.checkpoint_every == 0 and step + 1 < steps:
+            stopping = self._stop_asked()
+            if (stopping or self.checkpoint_every and (step + 1) % self.checkpoint_every == 0) and step + 1 < steps:
                 self.settle(sums, epoch, step)
                 sums.seconds += time.perf_counter() - began
                 p.step, p.partial = step + 1, sums.as_dict()
                 self.save_progress()
+                if stopping:
+                    if bar is not None:
+                        bar.close()
+                    raise RunInterrupted(self.run_dir)
                 began = time.perf_counter()
         self.settle(sums, epoch, steps - 1)  # the epoch's time includes the device's queued work
         sums.seconds += time.perf_counter() - began

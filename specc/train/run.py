@@ -191,6 +191,7 @@ def load_data(compiled, run_dir: str, options: RunOptions):
 def train_in_dir(run_dir: str, options: RunOptions, world: World) -> RunResult:
     from specc.train.config import training_config
     from specc.train.feed import expanded
+    from specc.train.interrupt import GracefulStop
     from specc.train.loop import Trainer
     from specc.train.session import Session
 
@@ -214,7 +215,8 @@ def train_in_dir(run_dir: str, options: RunOptions, world: World) -> RunResult:
                         f"{str(exc)[:200]})", Span(os.path.join(run_dir, CHECKPOINT)),
                         "start the run again with `specc train SPEC -o NEW_DIR`") from None
     if not trainer.progress.finished:
-        trainer.run()
+        with GracefulStop(enabled=world.size == 1) as trainer.stop:
+            trainer.run()
     progress = trainer.progress
     result = RunResult(run_dir, "single", progress.best, progress.epoch, progress.stopped_early,
                        trainer.wall_seconds, device=describe(device), threads=threads)
