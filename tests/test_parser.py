@@ -58,6 +58,41 @@ def test_extends_merges_deeply_replaces_lists_and_deletes_with_null(tmp_path):
     assert tree["network"] == [{"dense": 3}]
 
 
+def test_a_choice_merged_with_the_base_specs_names_the_inherited_key(tmp_path):
+    write(tmp_path, "base.yaml", """\
+        specc: 1
+        name: base
+        inputs: {x: {shape: [4]}}
+        network: [{dense: 3}]
+        training: {data: {dataset: mnist-sample}, optimizer: {adam: {lr: 0.001}}}
+        """)
+    child = write(tmp_path, "child.yaml", """\
+        specc: 1
+        extends: base.yaml
+        name: child
+        training:
+          optimizer: {adamw: {lr: 0.001}}
+        """)
+    with pytest.raises(SpeccError) as exc:
+        compile_spec(child, Limits())
+    (d,) = exc.value.diagnostics
+    assert d.code == "E012" and d.span.path == child and d.span.line == 5
+    assert d.hint == "`adam` comes from the spec this one extends (mappings merge key by key): `adam: null` removes it"
+    # Two keys written in one file are a plain mistake: no word about extends.
+    with pytest.raises(SpeccError) as exc:
+        compile_text(tmp_path, """\
+            specc: 1
+            name: two
+            inputs: {x: {shape: [4]}}
+            network: [{dense: 3}]
+            training: {data: {dataset: mnist-sample}, optimizer: {adam: {lr: 0.1}, sgd: {lr: 0.1}}}
+            """)
+    assert exc.value.diagnostics[0].code == "E012" and exc.value.diagnostics[0].hint is None
+    fixed = write(tmp_path, "fixed.yaml", "specc: 1\nextends: base.yaml\nname: fixed\n"
+                  "training:\n  optimizer: {adam: null, adamw: {lr: 0.001}}\n")
+    assert compile_spec(fixed, Limits()).spec.training["optimizer"][0] == "adamw"
+
+
 def test_params_expressions_keep_types(tmp_path):
     compiled = compile_text(tmp_path, """\
         specc: 1

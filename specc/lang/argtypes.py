@@ -345,6 +345,20 @@ class DictOf(Type):
         return {"type": "object", "additionalProperties": self.value.json_schema()}
 
 
+def _inherited_hint(node) -> str | None:
+    """For a choice with several keys because `extends` merged a base spec's key into it: which keys came
+    from another file, and how to drop them."""
+    if not isinstance(node, Map) or len(node.entries) < 2:
+        return None
+    inherited = [k for k, e in node.entries.items() if e.key_span.path != node.span.path]
+    if not inherited or len(inherited) == len(node.entries):
+        return None
+    keys = ", ".join(f"`{short(k)}`" for k in inherited)
+    first = short(inherited[0])
+    return (f"{keys} {'comes' if len(inherited) == 1 else 'come'} from the spec this one extends (mappings merge "
+            f"key by key): `{first}: null` removes it")
+
+
 @dataclass(frozen=True)
 class OneKey(Type):
     """`name` or `{name: args}`: one choice among named variants (optimizers, schedules, losses)."""
@@ -363,7 +377,7 @@ class OneKey(Type):
             args, key_span = entry.value, entry.key_span
         else:
             return self._bad(node, diags, where, f"{where} must be {self.describe()} "
-                             "(a name, or a mapping with that one name as key)")
+                             "(a name, or a mapping with that one name as key)", _inherited_hint(node))
         if name not in self.options:
             diags.error("E014", f"{where}: unknown choice `{short(name)}`", key_span,
                         did_you_mean(name, self.options) or self.describe())
