@@ -50,15 +50,25 @@ def assert_same_run(a, b):
         assert x["train"]["loss"] == pytest.approx(y["train"]["loss"], abs=1e-6)
 
 
-def test_kill_9_and_resume_equals_uninterrupted(tmp_path):
+def uninterrupted_run(tmp_path):
+    """(spec, run directory) of the reference run: the spec trained in this process without a stop."""
     spec = tf.write_spec(tmp_path, TRAINING, network="dropout", augment=AUGMENT)
     whole = tmp_path / "whole"
     train(spec, str(whole), options=tf.options())
+    return spec, whole
 
-    killed = tmp_path / "killed"
+
+def fixture_command(spec, run_dir, *flags) -> tuple:
+    """(argv, env) of a training run of train_fixtures.py in its own one-thread process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(TESTS)}
-    process = subprocess.Popen([sys.executable, os.path.join(TESTS, "train_fixtures.py"), spec, str(killed),
-                                "--pause", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return [sys.executable, os.path.join(TESTS, "train_fixtures.py"), spec, str(run_dir), *flags], env
+
+
+def test_kill_9_and_resume_equals_uninterrupted(tmp_path):
+    spec, whole = uninterrupted_run(tmp_path)
+    killed = tmp_path / "killed"
+    argv, env = fixture_command(spec, killed, "--pause", "2")
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
@@ -117,15 +127,10 @@ def test_resume_a_finished_run_trains_nothing(tmp_path):
 def test_a_signal_saves_the_place_mid_epoch_and_resume_equals_uninterrupted(tmp_path, signum):
     """Ctrl-C or SIGTERM during the 6th mini-batch of the second epoch (16 a epoch): the run finishes that
     mini-batch, checkpoints after it and stops; resumed, it ends as the uninterrupted run ends."""
-    spec = tf.write_spec(tmp_path, TRAINING, network="dropout", augment=AUGMENT)
-    whole = tmp_path / "whole"
-    train(spec, str(whole), options=tf.options())
-
+    spec, whole = uninterrupted_run(tmp_path)
     stopped = tmp_path / "stopped"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(TESTS)}
-    done = subprocess.run([sys.executable, os.path.join(TESTS, "train_fixtures.py"), spec, str(stopped),
-                           "--signal-at", str(16 + 6), "--signal", signum], env=env, capture_output=True, text=True,
-                          timeout=300)
+    argv, env = fixture_command(spec, stopped, "--signal-at", str(16 + 6), "--signal", signum)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 130, done.stderr[-2000:]
     assert f"specc: {signum}: stopping after this mini-batch" in done.stderr
     assert "interrupted: RunInterrupted" in done.stderr
