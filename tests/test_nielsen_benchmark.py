@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, SPECS
@@ -223,3 +224,16 @@ def test_an_interrupted_runner_still_writes_its_results(tmp_path, signum):
     assert result["status"] == "interrupted" and result["shortened"]
     assert 1 <= result["epochs_run"] < 500 and result["test_accuracy"] > 10.0
     assert "interrupted: writing what the runs have so far" in (tmp_path / "runner.log").read_text()
+
+
+def test_shared_errors_count_overlaps_and_the_mean_ensemble():
+    import shared_errors
+
+    labels = np.array([0, 1, 2, 0])
+    one_hot = np.eye(3)
+    a = one_hot[[0, 1, 1, 1]] * 0.9 + 0.05    # wrong on images 2 and 3
+    b = one_hot[[0, 2, 1, 0]] * 0.6 + 0.2     # wrong on 1 and 2, less sure
+    figures = shared_errors.overlap([a, b], labels)
+    assert figures["errors"] == [2, 2] and figures["images"] == 4
+    assert figures["misclassified_by"] == {1: 2, 2: 1}  # images 1 and 3 by one run, image 2 by both
+    assert figures["ensemble_errors"] == 2  # a, surer, decides images 1 (right) and 3 (wrong); 2 stays wrong
