@@ -27,7 +27,7 @@ from specc.compiler import compile_spec  # noqa: E402
 from specc.limits import DEFAULT_LIMITS  # noqa: E402
 from specc.train.evaluate import host_tensor, load_predictor  # noqa: E402
 from specc.train.feed import load_arrays  # noqa: E402
-from specc.train.losses import LOG_PROBS, PROBS  # noqa: E402
+from specc.train.losses import probabilities as as_probabilities  # noqa: E402
 
 CHUNK = 1000  # test images per forward pass
 
@@ -40,8 +40,7 @@ def probabilities(run_dir: str, data: str | None) -> tuple[np.ndarray, np.ndarra
     predict, kind, _ = load_predictor(compiled.graph, os.path.join(run_dir, "model.safetensors"))
     x = host_tensor(arrays.test_x)
     with torch.no_grad():
-        out = torch.cat([predict(x[i:i + CHUNK]) for i in range(0, len(x), CHUNK)])
-    probs = out if kind == PROBS else out.exp() if kind == LOG_PROBS else torch.softmax(out, dim=-1)
+        probs = torch.cat([as_probabilities(predict(x[i:i + CHUNK]), kind) for i in range(0, len(x), CHUNK)])
     return probs.numpy(), np.asarray(arrays.test_y)
 
 
