@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from specc.diagnostics import Diagnostic, Diagnostics, SpeccError, did_you_mean
+from specc.frontend.augment_rules import augment_errors, channels_first
 from specc.frontend.elaborate import build_graph
 from specc.ir.graph import Graph
 from specc.limits import Limits
@@ -33,6 +34,9 @@ def compile_spec(path: str, limits: Limits) -> Compiled:
     graph = build_graph(spec, limits, diags)
     if _error_count(diags) == spec_errors:
         check_layer_references(spec, graph, diags)
+        if spec.augment and spec.inputs:  # what `specc train` would refuse, found without the data
+            first = spec.inputs[0]
+            diags.extend(augment_errors(spec.augment, channels_first(first.shape, first.layout)))
     diags.raise_if_errors()
     return Compiled(spec, graph, [d for d in diags.sorted() if d.severity != "error"])
 

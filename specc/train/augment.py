@@ -23,10 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from specc.diagnostics import error
+from specc.diagnostics import SpeccError
+from specc.frontend.augment_rules import RESAMPLED, augment_errors, channels_first
 
-RESAMPLED = ("shift", "rotate", "scale", "elastic")
-GEOMETRIC = RESAMPLED + ("flip", "crop")
 STATIC = ("expand",)
 
 
@@ -70,19 +69,9 @@ class Augmenter:
 
     def _check(self, shape: tuple) -> None:
         """Refuse steps that cannot apply to a batch of this (N, C, ...) shape."""
-        for step in self.steps:
-            if step.op in GEOMETRIC and len(shape) != 4:
-                raise error("E076", f"augment step `{step.op}` needs images (N, C, H, W), but the input has shape "
-                            f"{list(shape[1:])}", step.span,
-                            "declare the input as an image, e.g. `shape: [1, 28, 28]`, and `flatten` in the network")
-            if step.op == "crop" and len(shape) == 4 and tuple(step.attrs["size"]) != tuple(shape[2:]):
-                raise error("E076", f"augment step `crop` to {step.attrs['size']} would change the input's size "
-                            f"{list(shape[2:])}; the model takes one size", step.span,
-                            f"crop to the input's size after padding: `crop: {{size: {list(shape[2:])}, "
-                            f"padding: 4}}`")
-            if step.op == "color" and step.attrs["saturation"] and shape[1] != 3:
-                raise error("E076", f"augment step `color` saturation needs 3 (RGB) channels, but the input has "
-                            f"{shape[1]}", step.span, "remove `saturation`")
+        found = augment_errors(self.steps, tuple(shape[1:]))
+        if found:
+            raise SpeccError(found[0])
 
 
 def _stages(steps: list) -> list:
@@ -287,26 +276,27 @@ _PER_STEP = {"flip": flip, "crop": crop, "noise": noise, "color": color}
 
 # --- expand: static, once per training set ------------------------------------
 
-def expand_static(x: np.ndarray, y: np.ndarray, steps: list, layout: str = "NCHW") -> tuple:
+def expand_static(x: np.ndarray, y: np.ndarray, steps: list, layout: str = "NCHW", seed: int = 0) -> tuple:
     """Nielsen's expand_mnist.py: the training set followed by copies shifted `shift` pixels up, down, left
-    and right (zero fill), 5x the data; labels follow. Without an `expand` step, (x, y) unchanged. Run it
-    after the validation split is held out, so no shifted copy of a validation image is trained on."""
+    and right (zero fill), 5x the data; labels follow. With `p` below 1 each shifted copy of each image is
+    kept with probability p (drawn from `seed`: the same set every time). Without an `expand` step, (x, y)
+    unchanged. Run it after the validation split is held out, so no shifted copy of a validation image is
+    trained on."""
     expands = [s for s in steps if s.op == "expand"]
     if not expands:
         return x, y
     step = expands[0]
-    if len(expands) > 1:
-        raise error("E076", "augment step `expand` is given twice", expands[1].span, "keep one")
-    if x.ndim != 4:
-        raise error("E076", f"augment step `expand` shifts images (N, C, H, W), but the examples have shape "
-                    f"{list(x.shape[1:])}", step.span, "declare the input as an image, e.g. `shape: [1, 28, 28]`")
+    found = augment_errors(expands, channels_first(x.shape[1:], layout))
+    if found:
+        raise SpeccError(found[0])
     k = step.attrs["shift"]
     rows, cols = (2, 3) if layout == "NCHW" else (1, 2)
-    if k >= min(x.shape[rows], x.shape[cols]):
-        raise error("E076", f"augment step `expand` shifts by {k} pixels, as much as the image's size",
-                    step.span, "use `shift: 1`")
-    copies = [x] + [_shifted(x, k * sign, axis) for axis in (rows, cols) for sign in (-1, 1)]
-    return np.concatenate(copies), np.concatenate([y] * len(copies))
+    copies = [(x, y)] + [(_shifted(x, k * sign, axis), y) for axis in (rows, cols) for sign in (-1, 1)]
+    p = step.attrs["p"]
+    if p < 1:
+        keep = np.random.default_rng([seed, 0xE4BA9D]).random((len(copies) - 1, len(x))) < p
+        copies = copies[:1] + [(cx[kept], cy[kept]) for (cx, cy), kept in zip(copies[1:], keep)]
+    return np.concatenate([cx for cx, _ in copies]), np.concatenate([cy for _, cy in copies])
 
 
 def _shifted(x: np.ndarray, offset: int, axis: int) -> np.ndarray:
