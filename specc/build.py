@@ -80,6 +80,9 @@ def check_targets(build_cfg: dict, span_of) -> None:
     if build_cfg["precision"] not in PRECISIONS:
         raise error("E099", f"precision `{build_cfg['precision']}` is not available in this version of specc",
                     span_of("precision"), "the precisions: " + ", ".join(PRECISIONS))
+    if build_cfg.get("tta"):  # a model built without the views it asks for would answer differently
+        raise error("E099", "`build.tta` (test-time augmentation) is not compiled into models by this version of "
+                    "specc", span_of("tta"), "remove `build.tta` to build the model without it")
 
 
 def resolve_weights(graph: Graph, weights_path: str | None) -> dict:
@@ -130,6 +133,7 @@ def build(spec_path: str, out_dir: str, weights: str | None = None, limits: Limi
     spec_params = graph.trainable_params  # as `inspect` counts them: the passes fold some into others
     choice = spec_pass_choice(spec) if passes is None else passes
     graph, applied, changes, weights_info = optimized_graph(graph, spec_path, weights, choice, limits)
+    spec_params *= (weights_info.get("ensemble") or {}).get("members", 1)  # the model runs every member
     lowered = None
     if build_cfg["precision"] != "fp32":
         from specc.precision.build_step import guard_accuracy, reduce_precision

@@ -19,6 +19,7 @@ from specc.limits import DEFAULT_LIMITS, Limits
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 BENCH_BACKENDS = ("torch", "onnxruntime", "onnxruntime-fp16", "onnxruntime-int8", "onnxruntime-gpu", "tensorrt")
+MAX_SEED = 2**32 - 1  # numpy and torch seeds are unsigned 32-bit
 
 
 class UsageError(Exception):
@@ -505,6 +506,8 @@ def cmd_train(args) -> int:
                              ("--checkpoint-every", args.checkpoint_every, 0), ("--threads", args.threads, 0)):
         if value is not None and value < low:
             raise UsageError(f"{flag} must be at least {low}")
+    if args.seed is not None and args.seed > MAX_SEED:  # `training.seed`'s own range
+        raise UsageError(f"--seed must be at most {MAX_SEED}")
     options = RunOptions(limits=limits_from(args), data_dir=args.data, nproc=args.nproc,
                          progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
                          plots=not args.no_plots, device=args.device, threads=args.threads)

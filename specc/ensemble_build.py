@@ -16,7 +16,7 @@ MEMBER = re.compile(r"^member_(\d+)\.(.+)$")
 
 
 def read_ensemble(path: str):
-    """(member index -> {tensor name: array}, metadata) when `path` is an ensemble file, else None."""
+    """(the members' {tensor name: array} in order, checked metadata) when `path` is an ensemble file, else None."""
     from safetensors import safe_open
 
     try:
@@ -31,7 +31,32 @@ def read_ensemble(path: str):
                 members.setdefault(int(index), {})[name] = handle.get_tensor(key)
     except Exception:  # not readable here: load_weights reports it properly
         return None
-    return [members[i] for i in sorted(members)], metadata
+    return [members[i] for i in sorted(members)], ensemble_metadata(metadata, path, list(members))
+
+
+def ensemble_metadata(metadata: dict, path: str, indices: list) -> dict:
+    """The metadata `specc train` writes with an ensemble ({"members", "combine", "seeds"}), checked against
+    the member indices the file holds: a damaged file is refused here, never read as something else."""
+    def refuse(detail: str):
+        return error("E080", f"ensemble weights file {path}: {detail}", Span(path),
+                     "use the model.safetensors that `specc train` wrote for the ensemble")
+
+    combine = metadata.get("specc.ensemble.combine", "mean")
+    if combine not in ("mean", "vote"):
+        raise refuse(f"unknown combine `{combine}` in its metadata (mean or vote)")
+    if sorted(indices) != list(range(len(indices))):
+        missing = sorted(set(range(max(indices) + 1)) - set(indices))
+        raise refuse(f"member {missing[0]} is missing (the file holds members {sorted(indices)})")
+    stated = metadata.get("specc.ensemble.members", str(len(indices)))
+    if stated != str(len(indices)):
+        raise refuse(f"its metadata says {stated!r} members, the file holds {len(indices)}")
+    try:
+        seeds = json.loads(metadata.get("specc.ensemble.seeds", "[]"))
+    except ValueError:
+        seeds = None
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise refuse("its `specc.ensemble.seeds` metadata is not a JSON list of whole numbers")
+    return {"members": len(indices), "combine": combine, "seeds": seeds}
 
 
 def output_kind(graph: Graph, value: Value) -> str:
@@ -91,9 +116,7 @@ def ensemble_graph(spec_path: str, limits, weights_path: str, compile_spec, opti
     if found is None:
         return None
     members, metadata = found
-    combine = metadata.get("specc.ensemble.combine", "mean")
-    if combine not in ("mean", "vote"):
-        raise error("E080", f"ensemble file {weights_path}: unknown combine `{combine}`", Span(weights_path))
+    combine = metadata["combine"]
     graphs, applied, changes = [], [], {}
     for index, tensors in enumerate(members):
         graph = compile_spec(spec_path, limits).graph
@@ -107,6 +130,5 @@ def ensemble_graph(spec_path: str, limits, weights_path: str, compile_spec, opti
             for key, count in stats.items():
                 changes.setdefault(name, {})[key] = changes.get(name, {}).get(key, 0) + count
         graphs.append(graph)
-    info = {"source": "file", "ensemble": {"members": len(members), "combine": combine,
-                                           "seeds": json.loads(metadata.get("specc.ensemble.seeds", "[]"))}}
+    info = {"source": "file", "ensemble": metadata}
     return merge_members(graphs, combine), applied, changes, info

@@ -85,8 +85,8 @@ def predict(model: str, input_path: str, weights: str | None = None, backend: st
     torch, which runs the graph as trained; the spec's pipeline for onnxruntime, as `build` would)."""
     if os.path.isdir(model):
         return _predict_build_dir(model, input_path, backend)
-    from specc.build import resolve_weights
-    from specc.compiler import compile_spec, optimize, spec_pass_choice
+    from specc.build import optimized_graph
+    from specc.compiler import compile_spec, spec_pass_choice
     from specc.ir.analysis import check_memory_budget
 
     compiled = compile_spec(model, limits)
@@ -96,7 +96,6 @@ def predict(model: str, input_path: str, weights: str | None = None, backend: st
     feeds = {n: conform(n, raw[n], *declared[n], input_path) for n in declared}
     batch = max(a.shape[0] for a in feeds.values())
     check_memory_budget(graph, limits.memory_budget, batch=batch, what="predict")
-    resolve_weights(graph, weights)
     backend = backend or "torch"
     if backend in ("tensorrt", "onnxruntime-gpu"):
         raise error("E040", f"`--backend {backend}` runs a build directory", Span(model),
@@ -104,7 +103,7 @@ def predict(model: str, input_path: str, weights: str | None = None, backend: st
                                                                   else "") + "`, then predict DIR")
     if passes is None:
         passes = spec_pass_choice(compiled.spec) if backend == "onnxruntime" else "none"
-    graph, _, _ = optimize(graph, passes)
+    graph = optimized_graph(graph, model, weights, passes, limits)[0]  # an ensemble's file: every member
     if backend == "onnxruntime":
         from specc.codegen.onnx_export import to_onnx
 

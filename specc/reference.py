@@ -385,7 +385,7 @@ KEY_NOTES = {
     "training.regularization.l2": "L2 penalty added to the loss (weights only)",
     "training.regularization.l1": "L1 penalty added to the loss (weights only)",
     "training.regularization.elastic_net": "L1 and L2 together",
-    "training.regularization.weight_decay": "decoupled weight decay",
+    "training.regularization.weight_decay": "decoupled weight decay; unset, `adamw` applies its own `weight_decay`",
     "training.data.dataset": "`mnist-sample` is a small real subset of MNIST shipped with specc",
     "training.early_stopping": "stop when a validation metric stops improving; the best model is kept",
     "training.early_stopping.metric": "the watched metric",

@@ -35,6 +35,18 @@ def load_weights_into(graph: Graph, path: str) -> dict:
     return {"source": "file", "path": os.path.basename(path)}
 
 
+def missing_weights(path: str):
+    """E080 for a --weights path that is no file; a run directory gets the file inside it as the hint."""
+    import os
+
+    if os.path.isdir(path):
+        inside = os.path.join(path, "model.safetensors")
+        return error("E080", f"{path} is a directory, not a weights file", Span(path, 0),
+                     f"give the file: --weights {inside}" if os.path.isfile(inside) else
+                     "give a .safetensors file, e.g. a run's model.safetensors")
+    return error("E080", f"weights file not found: {path}", Span(path, 0), "give the model.safetensors of a run")
+
+
 def load_weights(path: str, graph: Graph) -> dict:
     """Read a safetensors file (never a pickle) and check it fits the graph, tensor by tensor."""
     import os
@@ -43,7 +55,7 @@ def load_weights(path: str, graph: Graph) -> dict:
 
     shown = path
     if not os.path.isfile(path):
-        raise error("E080", f"weights file not found: {shown}", Span(shown))
+        raise missing_weights(path)
     try:
         from safetensors.numpy import load_file
 
@@ -71,8 +83,17 @@ def load_weights(path: str, graph: Graph) -> dict:
     return {name: np.ascontiguousarray(tensors[name], dtype=np.float32) for name in expected}
 
 
+def readable(path: str) -> None:
+    """mkstemp makes files only their owner can read; weights and run files are ordinary files (umask applies)."""
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def save_weights(path: str, weights: dict, metadata: dict | None = None) -> None:
-    """Atomically write weights as safetensors."""
+    """Atomically write weights as safetensors, readable as any file the user writes."""
     import os
     import tempfile
 
@@ -85,6 +106,7 @@ def save_weights(path: str, weights: dict, metadata: dict | None = None) -> None
     try:
         save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, tmp,
                   metadata={k: str(v) for k, v in (metadata or {}).items()})
+        readable(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from specc.ir.types import TensorType, is_static, shape_str
 from specc.lang.argtypes import Bool, Enum, Field, Int, ListOf
 from specc.ops.activations import onnx_activation, torch_activation
-from specc.ops.base import ACTIVATION, OpDef, ShapeError, elements, register
+from specc.ops.base import ACTIVATION, OpDef, ShapeError, elements, float_const, register
 
 ONNX_TYPE_CODES = {"float32": 1, "uint8": 2, "int8": 3, "int32": 6, "int64": 7, "bool": 9, "float16": 10,
                    "bfloat16": 16}
@@ -267,10 +267,11 @@ class EnsembleCombine(_Internal):
             return mean
         classes = itypes[0].shape[-1]
         depth = g.const(np.array(classes, np.int64), f"{label}/classes")
-        on_off = g.const(np.array([0.0, 1.0], np.float32), f"{label}/on_off")
+        dtype = itypes[0].dtype  # float16 under `precision: fp16`: ONNX never promotes, so the constants follow
+        on_off = float_const(g, [0.0, 1.0], dtype, f"{label}/on_off")
         votes = [g.node("OneHot", [g.node("ArgMax", [p], f"{label}/argmax_{i}", axis=-1, keepdims=0), depth, on_off],
                         f"{label}/vote_{i}", axis=-1) for i, p in enumerate(probs)]
         share = votes[0] if n == 1 else g.node("Mean", votes, f"{label}/votes")
-        tie = g.node("Mul", [mean, g.const(np.float32(self.TIE_BREAK), f"{label}/tie_break")], f"{label}/tie")
+        tie = g.node("Mul", [mean, float_const(g, self.TIE_BREAK, dtype, f"{label}/tie_break")], f"{label}/tie")
         total = g.node("Add", [share, tie], f"{label}/ordered")
-        return g.node("Div", [total, g.const(np.float32(1.0 + self.TIE_BREAK), f"{label}/norm")], label)
+        return g.node("Div", [total, float_const(g, 1.0 + self.TIE_BREAK, dtype, f"{label}/norm")], label)

@@ -49,9 +49,9 @@ OPTIMIZER = OneKey({
     "sgd": Record({"lr": Field(_LR, 0.01), "momentum": Field(Float(0, 1), 0.0), "nesterov": Field(Bool(), False)}),
     "adagrad": Record({"lr": Field(_LR, 0.01)}),
     "rmsprop": Record({"lr": Field(_LR, 0.001), "rho": Field(Float(0, 1), 0.9)}),
-    "adam": Record({"lr": Field(_LR, 0.001), "betas": Field(ListOf(Float(0, 1), 2, 2), [0.9, 0.999]),
+    "adam": Record({"lr": Field(_LR, 0.001), "betas": Field(ListOf(Float(0, 1, max_open=True), 2, 2), [0.9, 0.999]),
                     "eps": Field(Float(0, min_open=True), 1e-8)}),
-    "adamw": Record({"lr": Field(_LR, 0.001), "betas": Field(ListOf(Float(0, 1), 2, 2), [0.9, 0.999]),
+    "adamw": Record({"lr": Field(_LR, 0.001), "betas": Field(ListOf(Float(0, 1, max_open=True), 2, 2), [0.9, 0.999]),
                      "eps": Field(Float(0, min_open=True), 1e-8), "weight_decay": Field(Float(0), 0.01)}),
     "lbfgs": Record({"lr": Field(_LR, 1.0), "history": Field(Int(1), 100)}),
 }, "an optimizer")
@@ -96,13 +96,13 @@ TRAINING = Record({
     "regularization": Field(Record({
         "l2": Field(Float(0), 0.0), "l1": Field(Float(0), 0.0),
         "elastic_net": Field(Record({"l1": Field(Float(0), REQUIRED), "l2": Field(Float(0), REQUIRED)}), None),
-        "weight_decay": Field(Float(0), 0.0),
+        "weight_decay": Field(Float(0), None),  # unset: adamw keeps its own decay
     }), None),
     "grad_clip": Field(Float(0, min_open=True), None, "max global gradient norm"),
     "ema": Field(Float(0, 1, min_open=True, max_open=True), None, "Polyak averaging decay"),
     "early_stopping": Field(Record({"metric": Field(Enum(MONITORED), "loss"), "patience": Field(Int(1), 5)}), None),
     "metrics": Field(ListOf(Enum(METRICS)), ["accuracy"]),
-    "seed": Field(Int(0, 2**32 - 1), 0),
+    "seed": Field(Int(0, 2**32 - 1), 0),  # the CLI's MAX_SEED
     "ensemble": Field(Record({"members": Field(Int(1, 1000), REQUIRED), "combine": Field(Enum(("vote", "mean")), "mean")}), None),
     "distill": Field(Record({
         "teacher": Field(Str(), REQUIRED, "path of the teacher's spec"),

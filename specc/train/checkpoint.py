@@ -16,16 +16,11 @@ import tempfile
 
 import torch
 
+from specc.codegen.weights import readable
+
 CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_JSON = "checkpoint.json"
 FORMAT = 1
-
-
-def readable(path: str) -> None:
-    """mkstemp makes files only their owner can read; run files are ordinary files (umask applies)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def write_atomic(path: str, data: str | bytes) -> None:

@@ -65,9 +65,11 @@ def training_config(training: dict) -> TrainConfig:
     reg = training.get("regularization") or {}
     elastic = reg.get("elastic_net") or {}
     optimizer = choice(training["optimizer"], OPTIMIZER)
-    weight_decay = reg.get("weight_decay", 0.0)
-    if optimizer[0] == "adamw" and not weight_decay:
-        weight_decay = optimizer[1]["weight_decay"]  # AdamW's own decay, unless the section sets one
+    weight_decay = reg.get("weight_decay")
+    if weight_decay is None:
+        weight_decay = 0.0
+        if optimizer[0] == "adamw":
+            weight_decay = optimizer[1]["weight_decay"]  # AdamW's own decay, unless the section sets one
     return TrainConfig(
         data=training.get("data"),
         epochs=training["epochs"],

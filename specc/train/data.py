@@ -200,6 +200,10 @@ class _Fitter:
                     f"declare the input as `shape: {list(feat)}` (a `reshape` or `flatten` layer can follow it)")
 
     def cast(self, x: np.ndarray, key: str, span: Span) -> np.ndarray:
+        if x.dtype.kind == "f" and not np.isfinite(x).all():  # it would only surface as a diverged loss
+            bad = int(np.count_nonzero((~np.isfinite(x)).reshape(len(x), -1).any(axis=1)))
+            raise error("E074", f"the {_SPLIT_NAMES[key]} examples hold NaN or infinite values ({bad:,} of "
+                        f"{len(x):,} examples)", span, "clean or drop those examples")
         if x.dtype == self.dtype:
             return x
         if self.dtype.kind in "ui":

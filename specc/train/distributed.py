@@ -73,7 +73,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, size: int, port: int, fn, args) -> None:
+def die_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGKILL when its parent (the `specc train --nproc` launcher) dies,
+    even by `kill -9`: otherwise the workers would go on writing the run directory that a `--resume`
+    then shares with them. Linux only (prctl); elsewhere the check below still catches a parent already
+    gone."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os._exit(1)
+
+
+def _worker(rank: int, size: int, port: int, fn, args, parent: int | None = None) -> None:
+    if parent is not None:
+        die_with_parent(parent)
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "WORLD_SIZE": str(size), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(size)})
     try:
@@ -90,4 +110,4 @@ def spawn(fn, nproc: int, *args) -> None:
     `fn` must be importable (a module-level function) and `args` picklable."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_worker, args=(nproc, free_port(), fn, args), nprocs=nproc, join=True)
+    mp.spawn(_worker, args=(nproc, free_port(), fn, args, os.getpid()), nprocs=nproc, join=True)

@@ -103,8 +103,12 @@ def load_predictor(graph, weights_path: str, device: torch.device | None = None)
     if is_ensemble_file(tensors):
         from safetensors import safe_open
 
+        from specc.ensemble_build import ensemble_metadata
+
         with safe_open(weights_path, "np") as handle:
-            combine = (handle.metadata() or {}).get("specc.ensemble.combine", "mean")
+            metadata = handle.metadata() or {}
+        indices = {int(key.split(".", 1)[0].removeprefix("member_")) for key in tensors}
+        combine = ensemble_metadata(metadata, weights_path, sorted(indices))["combine"]
         members = member_weights(tensors, graph, weights_path)
         modules = [torch_model(graph, w, device) for w in members]
         return EnsemblePredictor(modules, kind, combine), kind, len(members)
@@ -114,10 +118,11 @@ def load_predictor(graph, weights_path: str, device: torch.device | None = None)
 def _read_tensors(path: str) -> dict:
     import os
 
+    from specc.codegen.weights import missing_weights
     from specc.diagnostics import Span, error
 
     if not os.path.isfile(path):
-        raise error("E080", f"weights file not found: {path}", Span(path), "give the model.safetensors of a run")
+        raise missing_weights(path)
     try:
         from safetensors.numpy import load_file
 

@@ -59,13 +59,14 @@ def load_arrays(compiled, data_dir: str | None, limits, num_outputs: int, seed: 
     return Arrays.from_dataset(dataset)
 
 
-def expanded(arrays: Arrays, augment_steps: list, layout: str) -> Arrays:
-    """The training set with the static `expand` step applied (validation and test untouched)."""
+def expanded(arrays: Arrays, augment_steps: list, layout: str, seed: int = 0) -> Arrays:
+    """The training set with the static `expand` step applied (validation and test untouched); `seed`
+    (`training.seed`) draws which shifted copies an `expand` with `p` below 1 keeps."""
     if not any(step.op == "expand" for step in augment_steps):
         return arrays
     from specc.train.augment import expand_static
 
-    x, y = expand_static(arrays.train_x, arrays.train_y, augment_steps, layout)
+    x, y = expand_static(arrays.train_x, arrays.train_y, augment_steps, layout, seed)
     return Arrays(arrays.name, x, y, arrays.val_x, arrays.val_y, arrays.test_x, arrays.test_y, arrays.num_classes)
 
 

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field, replace
 
 import yaml
+from safetensors import SafetensorError
 
 from specc.diagnostics import Diagnostic, Span, SpeccError, error
 from specc.limits import DEFAULT_LIMITS, Limits
@@ -85,7 +86,7 @@ def start_run(spec_path: str, run_dir: str, epochs: int | None, seed: int | None
     Returns the data set: read here, its problems are reported at the user's spec, not at the copy."""
     from specc.compiler import compile_spec
     from specc.train.config import training_config
-    from specc.train.session import check_trainable
+    from specc.train.session import check_trainable, preflight
 
     compiled = compile_spec(spec_path, options.limits)  # diagnostics point at the user's file, not the copy
     spec = compiled.spec
@@ -113,6 +114,7 @@ def start_run(spec_path: str, run_dir: str, epochs: int | None, seed: int | None
         width = next(iter(compiled.graph.outputs.values())).type.shape[-1]
         arrays = load_arrays(compiled, options.data_dir, options.limits, width,
                              seed=seed if seed is not None else spec.seed)
+    preflight(compiled, training_config(spec.training), arrays, options.limits)
     create_run_dir(run_dir)
     write_run(run_dir, tree, spec_path, {"data_dir": _abs(options.data_dir), "nproc": options.nproc,
                                          "device": describe(device), "threads": torch_threads()})
@@ -201,7 +203,7 @@ def train_in_dir(run_dir: str, options: RunOptions, world: World) -> RunResult:
     compiled = compile_copy(run_dir, options.limits)
     spec = compiled.spec
     cfg = training_config(spec.training)
-    arrays = expanded(load_data(compiled, run_dir, options), spec.augment, spec.inputs[0].layout)
+    arrays = expanded(load_data(compiled, run_dir, options), spec.augment, spec.inputs[0].layout, cfg.seed)
     session = Session(compiled, cfg, arrays, world, options.limits, device)
     trainer = Trainer(session, arrays, run_dir, options.progress, options.checkpoint_every, options.plots)
     if world.main:  # like the closing summary, printed with or without progress lines
@@ -210,7 +212,7 @@ def train_in_dir(run_dir: str, options: RunOptions, world: World) -> RunResult:
         try:
             tensors, state = load_checkpoint(run_dir)
             trainer.restore(tensors, state)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
             raise error("E101", f"the checkpoint in {run_dir} cannot be read ({type(exc).__name__}: "
                         f"{str(exc)[:200]})", Span(os.path.join(run_dir, CHECKPOINT)),
                         "start the run again with `specc train SPEC -o NEW_DIR`") from None
@@ -234,10 +236,15 @@ def read_summary(run_dir: str) -> RunResult | None:
     path = os.path.join(run_dir, SUMMARY)
     if not os.path.isfile(path):
         return None
-    with open(path) as handle:
-        data = json.load(handle)
-    return RunResult(run_dir, data["kind"], data["best"], data["epochs_run"], data["stopped_early"],
-                     data["wall_seconds"], data.get("parts", []), data.get("device"), data.get("threads"))
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+        return RunResult(run_dir, data["kind"], data["best"], data["epochs_run"], data["stopped_early"],
+                         data["wall_seconds"], data.get("parts", []), data.get("device"), data.get("threads"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise error("E101", f"{SUMMARY} of the finished run in {run_dir} is not readable ({type(exc).__name__}: "
+                    f"{str(exc)[:200]})", Span(path),
+                    f"delete {path} and `specc train --resume {run_dir}` writes it again") from None
 
 
 # --- several processes ----------------------------------------------------------------------------
@@ -344,7 +351,8 @@ def summary_text(result: RunResult) -> str:
     if result.kind == "search":
         from specc.train.search import trials_table
 
-        lines += [trials_table(result.parts), f"best trial {best.get('trial')} (epoch {best.get('epoch')})"]
+        epoch = "" if best.get("epoch") is None else f" (epoch {best['epoch']})"  # an ensemble trial has none
+        lines += [trials_table(result.parts), f"best trial {best.get('trial')}{epoch}"]
     elif result.kind == "ensemble":
         for part in result.parts:
             val = (part.get("val") or {}).get("accuracy")

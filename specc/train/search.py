@@ -26,7 +26,7 @@ from specc.diagnostics import Diagnostics, error
 from specc.train.checkpoint import write_atomic
 
 TRIALS = "trials.jsonl"
-CHECKED_TRIALS = 100  # validated before the run starts; later ones are drawn the same way
+FIRST_CHECKED = 100  # trials validated whole before the run starts; beyond them, the ones holding extreme draws
 
 
 def draw(space: dict, rng) -> dict:
@@ -75,7 +75,8 @@ def check_space(compiled, tree: dict, limits) -> None:
                 kind == "log_uniform" and args["range"][0] <= 0:
             raise error("E013", f"search key `{key}`: {kind} needs a range [lo, hi] with lo < hi"
                         + (" and lo > 0" if kind == "log_uniform" else ""), config_span(spec, "search", "space", key))
-    for values in trial_values(search, spec.seed)[:CHECKED_TRIALS]:
+    trials = trial_values(search, spec.seed)
+    for values in (trials[i] for i in checked_trials(trials, search["space"])):
         training = trial_tree(tree, values)["training"]
         diags = Diagnostics()
         node = load_yaml_text(yaml.safe_dump(training), "trial", limits)
@@ -85,6 +86,23 @@ def check_space(compiled, tree: dict, limits) -> None:
             raise error("E100", f"`search` draws values that make `training` invalid: {first.message}",
                         config_span(spec, "search", "space", culprit), first.hint or
                         "check the dotted key and the value type (use `choice` for integers)")
+
+
+def checked_trials(trials: list, space: dict) -> list:
+    """Indices of the trials to validate: the first FIRST_CHECKED whole, then for every key the trials that
+    draw its smallest and largest number, or first draw each of its choices. The section's rules bound each
+    key on its own, so these find any draw out of range without checking up to 100,000 trials one by one."""
+    picked = set(range(min(FIRST_CHECKED, len(trials))))
+    for key, (kind, _) in space.items():
+        drawn = [values[key] for values in trials]
+        if kind == "choice":
+            first = {}
+            for index, value in enumerate(drawn):
+                first.setdefault(repr(value), index)
+            picked.update(first.values())
+        else:
+            picked.update((drawn.index(min(drawn)), drawn.index(max(drawn))))
+    return sorted(picked)
 
 
 def run_search(run_dir: str, options):
@@ -144,9 +162,14 @@ def trials_table(rows: list) -> str:
     for i, row in enumerate(rows):
         acc = [f"{(row[s] or {}).get('accuracy', float('nan')):.2%}" for s in ("val", "test")]
         table.append([str(row["trial"]) + (" *" if i == best else "")] + [_fmt(row["values"][k]) for k in keys]
-                     + [str(row["best_epoch"])] + acc)
+                     + [epoch_cell(row["best_epoch"])] + acc)
     widths = [max(len(r[c]) for r in table) for c in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table)
+
+
+def epoch_cell(epoch) -> str:
+    """The kept epoch; `-` for a trial that has none of its own (an ensemble keeps one per member)."""
+    return "-" if epoch is None else str(epoch)
 
 
 def _fmt(value) -> str:

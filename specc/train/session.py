@@ -12,7 +12,7 @@ import torch
 from specc.diagnostics import Span, error
 from specc.train.config import TrainConfig
 from specc.train.device import cuda_rng_state, set_cuda_rng_state, torch_model
-from specc.train.distributed import World
+from specc.train.distributed import SINGLE, World
 from specc.train.ema import Averager
 from specc.train.feed import Arrays
 from specc.train.losses import make_loss, output_kind
@@ -62,6 +62,20 @@ def check_trainable(compiled, cfg: TrainConfig) -> str:
     return output
 
 
+def preflight(compiled, cfg: TrainConfig, arrays: Arrays, limits) -> None:
+    """Build a session once on the CPU from the user's spec, before the run directory exists. What only
+    training finds (a batch larger than the data, an augment step the input cannot take, an `init.from`
+    file or a teacher that does not fit, nothing left to train) is then reported at the user's file, not
+    at the run's copy of it."""
+    from specc.train.feed import expanded, make_augmenter
+    from specc.train.loop import Monitor
+
+    first = compiled.spec.inputs[0]
+    arrays = expanded(arrays, compiled.spec.augment, first.layout, cfg.seed)
+    make_augmenter(compiled.spec.augment, cfg.seed, first.layout, tuple(first.shape))  # steps the input cannot take
+    Monitor.of(Session(compiled, cfg, arrays, SINGLE, limits, torch.device("cpu")), arrays.val_x is not None)
+
+
 class Session:
     def __init__(self, compiled, cfg: TrainConfig, arrays: Arrays, world: World, limits,
                  device: torch.device | None = None):
@@ -93,6 +107,11 @@ class Session:
 
         owners = {name: owner_of(info) for name, info in graph.params.items()}
         self.trainable = trainable_set(self.module.spec_parameters(), owners, cfg.lr_mult, frozen)
+        if not self.trainable.groups:
+            raise error("E100", "`training.init.freeze` freezes every trainable layer, so there is nothing to train",
+                        config_span(spec, "init", "freeze"),
+                        "leave at least one layer out of `freeze` (often the last one), or evaluate the "
+                        "`init.from` weights with `specc eval`")
         self.optimizer = make_optimizer(*cfg.optimizer, self.trainable.groups)
         self.regularizer = Regularizer(cfg.regularization, self.steps_per_epoch)
         self.schedule = make_schedule(*cfg.schedule, cfg.lr, cfg.epochs, self.steps_per_epoch)
