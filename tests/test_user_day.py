@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
+from specc.build import build
 from specc.cli import main
 from specc.compiler import check_spec, compile_spec
 from specc.diagnostics import Diagnostic, Span, SpeccError, format_diagnostics
@@ -104,6 +105,19 @@ def test_build_errors_point_at_the_line_that_asks(tmp_path):
     (diag,) = caught.value.diagnostics
     assert (diag.code, diag.span.line, diag.span.column) == ("E099", 10, 14)  # `precision:`, not the network
     assert "issue" not in diag.hint and "for now" not in diag.hint
+
+
+def test_test_time_augmentation_is_refused_not_dropped(tmp_path):
+    """`build.tta` validates, but this version does not compile it: a model built without it would answer
+    other than the spec says, so `specc build` refuses at the key."""
+    text = (BUILD_SPEC.replace("TARGET", "onnx").replace("PRECISION", "fp32")
+            + "  tta: {transforms: [{flip: {horizontal: true}}]}\n")
+    path = write(tmp_path, "s.yaml", text)
+    with pytest.raises(SpeccError) as caught:
+        build(path, str(tmp_path / "out"), limits=DEFAULT_LIMITS)
+    (diag,) = caught.value.diagnostics
+    assert diag.code == "E099" and "tta" in diag.message and diag.span.path == path and diag.span.line > 1
+    assert not (tmp_path / "out" / "model.onnx").exists()
 
 
 def test_span_of_finds_values_keys_and_files(tmp_path):

@@ -1,0 +1,186 @@
+"""What a new run refuses, and where it says so: problems only training finds (a batch larger than the
+data, weights that do not fit, nothing to train, an augment step the input cannot take, bad data values)
+are reported at the user's spec before any run directory exists; damaged run and weights files are
+located errors, never a traceback; and the small semantics these refusals sit beside."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import train_fixtures as tf
+from conftest import SPECS
+from specc.diagnostics import SpeccError
+from specc.train.run import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+def refusal(spec: str, run: str, **options):
+    with pytest.raises(SpeccError) as caught:
+        train(spec, run, options=tf.options(**options))
+    assert not os.path.exists(run), "a refused run leaves no directory behind"
+    return caught.value.diagnostics[0]
+
+
+@pytest.mark.parametrize("training,augment,code,text", [
+    ("epochs: 1\nbatch_size: 5000", "", "E100", "is larger than the training set"),
+    ("epochs: 1\ninit: {from: nowhere.safetensors}", "", "E080", "file not found"),
+    ("epochs: 1\nearly_stopping: {metric: val_confusion}", "", "E100", "the confusion matrix is a table"),
+    ("epochs: 1", "[{crop: {size: [4, 4]}}]", "E076", "would change the input's size"),
+    ("epochs: 1", "[{expand: {shift: 1}}, {expand: {shift: 1}}]", "E076", "`expand` is given twice"),
+])
+def test_what_only_training_finds_is_reported_at_the_users_spec(tmp_path, training, augment, code, text):
+    spec = tf.write_spec(tmp_path, training, augment=augment)
+    found = refusal(spec, str(tmp_path / "run"))
+    assert (found.code, found.span.path) == (code, spec) and text in found.message
+
+
+def test_freezing_every_layer_is_refused(tmp_path):
+    source = str(tmp_path / "source")
+    train(tf.write_spec(tmp_path, "epochs: 1", name="source"), source, options=tf.options())
+    spec = tf.write_spec(tmp_path, "epochs: 1\ninit: {from: source/model.safetensors, freeze: [dense_2, dense_3]}")
+    found = refusal(spec, str(tmp_path / "run"))
+    assert found.code == "E100" and "nothing to train" in found.message and found.span.path == spec
+
+
+def test_adam_betas_of_one_are_refused_when_validated(tmp_path):
+    from specc.compiler import compile_spec
+    from specc.limits import DEFAULT_LIMITS
+
+    spec = tf.write_spec(tmp_path, "optimizer: {adam: {lr: 0.01, betas: [0.9, 1.0]}}")
+    with pytest.raises(SpeccError) as caught:
+        compile_spec(spec, DEFAULT_LIMITS)
+    assert "`betas`[1] is 1.0, out of range" in str(caught.value)
+
+
+def test_nan_examples_are_a_data_error(tmp_path):
+    data = tf.dataset()
+    x = data.train.x.astype(np.float32)
+    x[3, 0, 0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", x_train=x, y_train=data.train.y, x_test=data.test.x.astype(np.float32),
+             y_test=data.test.y)
+    spec = tf.write_spec(tmp_path, "epochs: 1\ndata: {dataset: npz, path: nan.npz, validation: 0}")
+    with open(spec) as handle:
+        text = handle.read().replace("dtype: uint8", "dtype: float32")
+    with open(spec, "w") as handle:
+        handle.write(text)
+    found = refusal(spec, str(tmp_path / "run"), dataset=None)
+    assert found.code == "E074" and "NaN or infinite values (1 of 256 examples)" in found.message
+
+
+@pytest.mark.parametrize("regularization,decay", [("", 0.01), ("regularization: {l2: 0.0}", 0.01),
+                                                  ("regularization: {weight_decay: 0}", 0.0),
+                                                  ("regularization: {weight_decay: 0.2}", 0.2)])
+def test_weight_decay_zero_turns_adamws_own_decay_off(tmp_path, regularization, decay):
+    from specc.compiler import compile_spec
+    from specc.limits import DEFAULT_LIMITS
+    from specc.train.config import training_config
+
+    spec = tf.write_spec(tmp_path, "optimizer: {adamw: {lr: 0.01, weight_decay: 0.01}}\n" + regularization)
+    training = compile_spec(spec, DEFAULT_LIMITS).spec.training
+    assert training_config(training).regularization.weight_decay == decay
+
+
+def test_damaged_run_files_are_located_errors(tmp_path, capsys):
+    from specc.cli import main
+
+    run = str(tmp_path / "run")
+    spec = os.path.join(SPECS, "tiny_mlp.yaml")  # on the bundled MNIST sample: a resume reads its data again
+    assert main(["train", spec, "-o", run, "--no-progress", "--no-plots", "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert oct(os.stat(os.path.join(run, "model.safetensors")).st_mode & 0o777) == \
+        oct(os.stat(os.path.join(run, "summary.json")).st_mode & 0o777)  # umask applies to the weights too
+
+    with open(os.path.join(run, "summary.json"), "w") as handle:
+        handle.write('{"kind": "sing')
+    assert main(["train", "--resume", run]) == 1
+    assert "summary.json of the finished run" in capsys.readouterr().err
+
+    os.remove(os.path.join(run, "summary.json"))
+    checkpoint = os.path.join(run, "checkpoint.safetensors")
+    with open(checkpoint, "r+b") as handle:
+        handle.truncate(300)
+    assert main(["train", "--resume", run]) == 1
+    err = capsys.readouterr().err
+    assert "error[E101]: the checkpoint in" in err and "SafetensorError" in err
+
+
+def test_expand_keeps_each_shifted_copy_with_probability_p():
+    from specc.train.augment import expand_static
+
+    class Step:
+        op, span = "expand", None
+
+        def __init__(self, p):
+            self.attrs = {"shift": 1, "p": p}
+
+    x = np.arange(1000 * 36, dtype=np.uint8).reshape(1000, 1, 6, 6)
+    y = np.arange(1000) % 4
+    assert len(expand_static(x, y, [Step(1.0)])[0]) == 5000
+    assert len(expand_static(x, y, [Step(0.0)])[0]) == 1000
+    half, labels = expand_static(x, y, [Step(0.5)], seed=3)
+    assert 2800 < len(half) < 3200 and len(labels) == len(half)
+    assert np.array_equal(half, expand_static(x, y, [Step(0.5)], seed=3)[0])  # seeded: the same set
+    assert not np.array_equal(half[:2900], expand_static(x, y, [Step(0.5)], seed=4)[0][:2900])
+
+
+def test_search_checks_extreme_draws_beyond_the_first_hundred():
+    from specc.train.search import FIRST_CHECKED, checked_trials
+
+    trials = [{"lr": 0.1, "opt": "a"} for _ in range(500)]
+    trials[350]["lr"], trials[420]["lr"], trials[470]["opt"] = 0.9, 0.001, "b"
+    picked = checked_trials(trials, {"lr": ("uniform", {}), "opt": ("choice", {})})
+    assert set(range(FIRST_CHECKED)) <= set(picked) and {350, 420, 470} <= set(picked)
+    assert len(picked) <= FIRST_CHECKED + 4
+
+
+def test_workers_die_with_their_launcher(tmp_path):
+    """`kill -9` of `specc train --nproc N` must not leave its workers writing the run directory."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the kernel's parent-death signal is Linux's")
+    pid_file = tmp_path / "child.pid"
+    child = ("import os, sys, time; from specc.train.distributed import die_with_parent; "
+             f"die_with_parent(int(sys.argv[1])); open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import os, subprocess, sys, time; "
+                               f"subprocess.Popen([sys.executable, '-c', {child!r}, str(os.getpid())]); time.sleep(60)"])
+    deadline = time.time() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.time() < deadline, "the child never started"
+        time.sleep(0.05)
+    child_pid = int(pid_file.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 10
+    while os.path.exists(f"/proc/{child_pid}") and _state(child_pid) not in ("Z", "X"):
+        assert time.time() < deadline, "the child outlived its parent"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "X"
+
+
+@pytest.mark.parametrize("augment,text", [
+    ("[{crop: {size: [4, 4]}}]", "would change the input's size [6, 6]"),
+    ("[{color: {saturation: 0.3}}]", "saturation needs 3 (RGB) channels, but the input has 1"),
+    ("[{expand: {shift: 1}}, {expand: {shift: 1}}]", "`expand` is given twice"),
+    ("[{expand: {shift: 6}}]", "as much as the image's size"),
+])
+def test_validate_refuses_augment_steps_the_input_cannot_take(tmp_path, augment, text):
+    """Found from the spec alone, so `specc validate` (and CI) refuses what `specc train` would."""
+    from specc.compiler import check_spec
+    from specc.limits import DEFAULT_LIMITS
+
+    spec = tf.write_spec(tmp_path, "epochs: 1", augment=augment)
+    (found,) = [d for d in check_spec(spec, DEFAULT_LIMITS) if d.severity == "error"]
+    assert found.code == "E076" and text in found.message and found.span.path == spec and found.span.line == 7
