@@ -73,12 +73,15 @@ def preflight(compiled, cfg: TrainConfig, arrays: Arrays, limits) -> None:
     first = compiled.spec.inputs[0]
     arrays = expanded(arrays, compiled.spec.augment, first.layout, cfg.seed)
     make_augmenter(compiled.spec.augment, cfg.seed, first.layout, tuple(first.shape))  # steps the input cannot take
-    Monitor.of(Session(compiled, cfg, arrays, SINGLE, limits, torch.device("cpu")), arrays.val_x is not None)
+    session = Session(compiled, cfg, arrays, SINGLE, limits, torch.device("cpu"), fit=False)
+    Monitor.of(session, arrays.val_x is not None)
 
 
 class Session:
     def __init__(self, compiled, cfg: TrainConfig, arrays: Arrays, world: World, limits,
-                 device: torch.device | None = None):
+                 device: torch.device | None = None, fit: bool = True):
+        """`fit=False` leaves fitted preprocessing (`mean_image`, `zca`) at its initial values: a preflight
+        does not need them, and a ZCA fit on a large training set takes a while."""
         from specc.codegen.weights import init_weights
 
         self.compiled, self.cfg, self.world = compiled, cfg, world
@@ -94,7 +97,7 @@ class Session:
                         f"use a batch size of at most {len(arrays.train_y)}")
 
         weights = init_weights(graph)
-        if any(node.op in FITTED_STEPS for node in graph.nodes):
+        if fit and any(node.op in FITTED_STEPS for node in graph.nodes):
             from specc.train.fitted import fit_preprocessing
 
             weights.update(fit_preprocessing(graph, arrays.train_x))
