@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="SPEC|BUILD_DIR")
     p.add_argument("--input", required=True, metavar="FILE.npy|FILE.npz", action=_Once,
                    help="a .npy for a one-input model, or a .npz with one array per input name")
-    p.add_argument("--weights", metavar="FILE.safetensors")
+    p.add_argument("--weights", metavar="FILE.safetensors",
+                   help="trained weights (a run's model.safetensors; an ensemble's runs every member)")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt"), default=None,
                    help="default: onnxruntime for a build directory, torch for a spec; tensorrt runs a built "
                         "model.engine, onnxruntime-gpu the CUDA/TensorRT providers")
