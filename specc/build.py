@@ -80,9 +80,13 @@ def check_targets(build_cfg: dict, span_of) -> None:
     if build_cfg["precision"] not in PRECISIONS:
         raise error("E099", f"precision `{build_cfg['precision']}` is not available in this version of specc",
                     span_of("precision"), "the precisions: " + ", ".join(PRECISIONS))
-    if build_cfg.get("tta"):  # a model built without the views it asks for would answer differently
-        raise error("E099", "`build.tta` (test-time augmentation) is not compiled into models by this version of "
-                    "specc", span_of("tta"), "remove `build.tta` to build the model without it")
+
+
+def tta_manifest(tta: dict) -> dict:
+    from specc.tta_build import tta_views
+
+    return {"transforms": [step.op for step in tta["transforms"]], "views": 1 + len(tta_views(tta["transforms"])),
+            "combine": tta["combine"]}
 
 
 def resolve_weights(graph: Graph, weights_path: str | None) -> dict:
@@ -95,19 +99,25 @@ def resolve_weights(graph: Graph, weights_path: str | None) -> dict:
     return {"source": "init", "seed": graph.seed}
 
 
-def optimized_graph(graph: Graph, spec_path: str, weights: str | None, choice, limits: Limits):
+def optimized_graph(graph: Graph, spec_path: str, weights: str | None, choice, limits: Limits,
+                    tta: dict | None = None):
     """The graph with its weights, through the passes: (graph, passes run, their counts, weights provenance).
-    An ensemble's weights file (from `training.ensemble`) gives one graph running every member."""
+    An ensemble's weights file (from `training.ensemble`) gives one graph running every member. `tta` (the
+    spec's `build.tta`) runs each model on its test-time views too (specc/tta_build.py), before the passes."""
     from specc.compiler import optimize
     from specc.ensemble_build import ensemble_graph
+    from specc.tta_build import with_views
 
+    prepare = (lambda g: with_views(g, tta["transforms"], tta["combine"])) if tta else None
     if weights:
-        ensemble = ensemble_graph(spec_path, limits, weights, compile_spec, optimize, choice)
+        ensemble = ensemble_graph(spec_path, limits, weights, compile_spec, optimize, choice, prepare)
         if ensemble is not None:
             merged, applied, changes, info = ensemble
             return merged, applied, changes, {**info, "path": os.path.basename(weights),
                                               "sha256": sha256_file(weights)}
     weights_info = resolve_weights(graph, weights)
+    if prepare is not None:
+        graph = prepare(graph)
     graph, applied, changes = optimize(graph, choice)
     return graph, applied, changes, weights_info
 
@@ -132,7 +142,8 @@ def build(spec_path: str, out_dir: str, weights: str | None = None, limits: Limi
     check_memory_budget(graph, limits.memory_budget, batch=1, what="build")
     spec_params = graph.trainable_params  # as `inspect` counts them: the passes fold some into others
     choice = spec_pass_choice(spec) if passes is None else passes
-    graph, applied, changes, weights_info = optimized_graph(graph, spec_path, weights, choice, limits)
+    tta = build_cfg.get("tta")
+    graph, applied, changes, weights_info = optimized_graph(graph, spec_path, weights, choice, limits, tta)
     spec_params *= (weights_info.get("ensemble") or {}).get("members", 1)  # the model runs every member
     lowered = None
     if build_cfg["precision"] != "fp32":
@@ -148,7 +159,7 @@ def build(spec_path: str, out_dir: str, weights: str | None = None, limits: Limi
     if lowered is not None:  # before anything is written: a failed guard leaves the old build in place
 
         def fp32_graph():
-            return optimized_graph(compile_spec(spec_path, limits).graph, spec_path, weights, choice, limits)[0]
+            return optimized_graph(compile_spec(spec_path, limits).graph, spec_path, weights, choice, limits, tta)[0]
 
         small = weight_bytes(graph) <= EXTERNAL_DATA_THRESHOLD
         accuracy = guard_accuracy(spec, build_cfg["precision"], onnx_wire.encode(model) if small else None,
@@ -200,6 +211,7 @@ def build(spec_path: str, out_dir: str, weights: str | None = None, limits: Limi
             "outputs": [_tensor_info(name, v) for name, v in graph.outputs.items()],
             "total_params": spec_params,
             "weights": weights_info,
+            **({"tta": tta_manifest(tta)} if tta else {}),
             "passes": applied,
             "pass_changes": {name: counts for name, counts in changes.items() if counts},
             **({"keep_fp32": list(build_cfg.get("keep_fp32") or []), "accuracy": accuracy}

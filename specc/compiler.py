@@ -34,9 +34,11 @@ def compile_spec(path: str, limits: Limits) -> Compiled:
     graph = build_graph(spec, limits, diags)
     if _error_count(diags) == spec_errors:
         check_layer_references(spec, graph, diags)
-        if spec.augment and spec.inputs:  # what `specc train` would refuse, found without the data
-            first = spec.inputs[0]
-            diags.extend(augment_errors(spec.augment, channels_first(first.shape, first.layout)))
+        tta = (spec.build.get("tta") or {}).get("transforms") or []
+        for steps in (spec.augment, tta):  # what `specc train` and `build.tta` would refuse, found without data
+            if steps and spec.inputs:
+                first = spec.inputs[0]
+                diags.extend(augment_errors(steps, channels_first(first.shape, first.layout)))
     diags.raise_if_errors()
     return Compiled(spec, graph, [d for d in diags.sorted() if d.severity != "error"])
 

@@ -65,6 +65,8 @@ def output_kind(graph: Graph, value: Value) -> str:
         return "scores"
     if node.op == "softmax" or node.op == "sigmoid" or node.attrs.get("activation") == "sigmoid":
         return "probs"
+    if node.op == "ensemble_combine":  # a model with `build.tta`: its views' mean, or votes summing to 1
+        return "probs"
     return "log_probs" if node.op == "log_softmax" else "scores"
 
 
@@ -80,6 +82,39 @@ def check_member(weights: dict, graph: Graph, index: int, path: str) -> None:
                     "was the file saved from another spec?")
 
 
+def copy_nodes(merged: Graph, graph: Graph, prefix: str, mapping: dict, rewire=None, layer_prefix=None) -> dict:
+    """Copy `graph`'s nodes into `merged`, every name prefixed (layer names by `layer_prefix`, default the
+    same). `mapping` holds the copies of the graph's inputs and is returned with the copy of every value.
+    `rewire(value, copy)`, when given, is asked for each input and node output and returns what its readers
+    read instead of the plain copy."""
+    layer_prefix = prefix if layer_prefix is None else layer_prefix
+    rewire = rewire or (lambda value, copy: copy)
+    for value in graph.inputs:
+        mapping[value] = rewire(value, mapping[value])
+    for node in graph.nodes:
+        outputs = [Value(prefix + v.name, v.type) for v in node.outputs]
+        params = {local: data_value(prefix + p.name, p.shape, p.kind, p.data, p.span, p.type.dtype)
+                  for local, p in node.params.items()}
+        merged.append(Node(prefix + node.name, node.opdef, node.category, node.attrs,
+                           [mapping[v] for v in node.inputs], outputs, node.span, layer_prefix + node.layer,
+                           params=params))
+        mapping.update((v, rewire(v, copy)) for v, copy in zip(node.outputs, outputs))
+    return mapping
+
+
+def combine_outputs(merged: Graph, results: dict, combine: str, label: str = "ensemble") -> Graph:
+    """For each output name, an `ensemble_combine` node over the (value, kind)s that `results` lists."""
+    combiner = STEPS["internal"]["ensemble_combine"]
+    for name, members in results.items():
+        values = [v for v, _ in members]
+        attrs = {"combine": combine, "kind": members[0][1]}
+        node = merged.append(Node(f"{label}.{name}", combiner, "internal", attrs, values,
+                                  [Value(f"{label}.{name}", values[0].type)], values[0].producer.span
+                                  if values[0].producer else None, label))
+        merged.set_output(name, node.output)
+    return merged
+
+
 def merge_members(graphs: list, combine: str) -> Graph:
     """One graph running every member on the same inputs, combined per output."""
     first = graphs[0]
@@ -87,31 +122,15 @@ def merge_members(graphs: list, combine: str) -> Graph:
     inputs = {v.name: merged.add_input(Value(v.name, v.type, "input", span=v.span)) for v in first.inputs}
     results: dict = {name: [] for name in first.outputs}
     for index, graph in enumerate(graphs):
-        prefix = f"member_{index}."
-        mapping = {v: inputs[v.name] for v in graph.inputs}
-        for node in graph.nodes:
-            outputs = [Value(prefix + v.name, v.type) for v in node.outputs]
-            params = {local: data_value(prefix + p.name, p.shape, p.kind, p.data, p.span, p.type.dtype)
-                      for local, p in node.params.items()}
-            merged.append(Node(prefix + node.name, node.opdef, node.category, node.attrs,
-                               [mapping[v] for v in node.inputs], outputs, node.span, prefix + node.layer,
-                               params=params))
-            mapping.update(zip(node.outputs, outputs))
+        mapping = copy_nodes(merged, graph, f"member_{index}.", {v: inputs[v.name] for v in graph.inputs})
         for name, value in graph.outputs.items():
             results[name].append((mapping[value], output_kind(graph, value)))
-    combiner = STEPS["internal"]["ensemble_combine"]
-    for name, members in results.items():
-        values = [v for v, _ in members]
-        attrs = {"combine": combine, "kind": members[0][1]}
-        node = merged.append(Node(f"ensemble.{name}", combiner, "internal", attrs, values,
-                                  [Value(f"ensemble.{name}", values[0].type)], values[0].producer.span
-                                  if values[0].producer else None, "ensemble"))
-        merged.set_output(name, node.output)
-    return merged
+    return combine_outputs(merged, results, combine)
 
 
-def ensemble_graph(spec_path: str, limits, weights_path: str, compile_spec, optimize, choice):
-    """(merged graph, passes run, their counts, provenance) for an ensemble weights file, or None."""
+def ensemble_graph(spec_path: str, limits, weights_path: str, compile_spec, optimize, choice, prepare=None):
+    """(merged graph, passes run, their counts, provenance) for an ensemble weights file, or None.
+    `prepare(graph)`, when given, rewrites each member with its weights before the passes (`build.tta`)."""
     found = read_ensemble(weights_path)
     if found is None:
         return None
@@ -125,6 +144,8 @@ def ensemble_graph(spec_path: str, limits, weights_path: str, compile_spec, opti
             if name in tensors:
                 value.data = TensorData(value.shape, value.type.dtype, array=tensors[name].astype(value.type.dtype),
                                         source="file")
+        if prepare is not None:
+            graph = prepare(graph)
         graph, applied, counts = optimize(graph, choice)
         for name, stats in counts.items():
             for key, count in stats.items():

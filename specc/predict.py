@@ -103,7 +103,7 @@ def predict(model: str, input_path: str, weights: str | None = None, backend: st
                                                                   else "") + "`, then predict DIR")
     if passes is None:
         passes = spec_pass_choice(compiled.spec) if backend == "onnxruntime" else "none"
-    graph = optimized_graph(graph, model, weights, passes, limits)[0]  # an ensemble's file: every member
+    graph = optimized_graph(graph, model, weights, passes, limits, compiled.spec.build.get("tta"))[0]  # as built
     if backend == "onnxruntime":
         from specc.codegen.onnx_export import to_onnx
 

@@ -151,8 +151,21 @@ def internal_cases():
             return graph
         return make
 
+    def tta_view():  # every view of a non-square image, so a swapped H and W shows
+        x_type = TensorType("float32", ("N", 2, 6, 7))
+        graph, x = _graph(x_type)
+        views = {"flip_w": {"view": "flip_horizontal"}, "flip_h": {"view": "flip_vertical"},
+                 "down_left": {"view": "translate", "dy": 2, "dx": -1, "fill": 0.5},
+                 "up": {"view": "translate", "dy": -1, "fill": -1.0}, "rotate": {"view": "rotate", "degrees": 30.0},
+                 "zoom": {"view": "scale", "factor": 1.3}}
+        op = STEPS["internal"]["tta_view"]
+        for name, attrs in views.items():
+            full = {**{k: f.default for k, f in op.fields.items()}, **attrs}
+            graph.set_output(name, _node(graph, name, "tta_view", full, [x], x_type))
+        return graph
+
     return {"ensemble_combine_vote": ensemble("vote", "scores"), "ensemble_combine_mean": ensemble("mean", "probs"),
-            "cast": cast, "gemm": gemm, "matmul+constant": matmul_and_constant,
+            "tta_view": tta_view, "cast": cast, "gemm": gemm, "matmul+constant": matmul_and_constant,
             "quantize_linear+dequantize_linear": quantize_dequantize, "gemm_qdq": gemm_qdq, "conv_qdq": conv_qdq}
 
 

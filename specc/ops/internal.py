@@ -2,16 +2,17 @@
 
 Constant (data folded by a pass), Gemm and MatMul (what fusion produces),
 QuantizeLinear/DequantizeLinear (the symmetric int8 pairs precision passes
-place). Each declares shapes and both lowerings like every other op, so any
+place), EnsembleCombine and TtaView (what ensembles and `build.tta` build).
+Each declares shapes and both lowerings like every other op, so any
 graph a pass makes can still be trained, run and exported.
 """
 
 from __future__ import annotations
 
 from specc.ir.types import TensorType, is_static, shape_str
-from specc.lang.argtypes import Bool, Enum, Field, Int, ListOf
+from specc.lang.argtypes import Bool, Enum, Field, Float, Int, ListOf
 from specc.ops.activations import onnx_activation, torch_activation
-from specc.ops.base import ACTIVATION, OpDef, ShapeError, elements, float_const, register
+from specc.ops.base import ACTIVATION, NotLowerable, OpDef, ShapeError, elements, float_const, register
 
 ONNX_TYPE_CODES = {"float32": 1, "uint8": 2, "int8": 3, "int32": 6, "int64": 7, "bool": 9, "float16": 10,
                    "bfloat16": 16}
@@ -275,3 +276,97 @@ class EnsembleCombine(_Internal):
         tie = g.node("Mul", [mean, float_const(g, self.TIE_BREAK, dtype, f"{label}/tie_break")], f"{label}/tie")
         total = g.node("Add", [share, tie], f"{label}/ordered")
         return g.node("Div", [total, float_const(g, 1.0 + self.TIE_BREAK, dtype, f"{label}/norm")], label)
+
+
+def sampling_grid(attrs, h: int, w: int):
+    """The (1, H, W, 2) grid_sample grid (align_corners=False) of a `rotate` or `scale` view: output pixel p,
+    in pixels from the image centre, reads the input at A p, as training's `resample` does (A maps output
+    to input coordinates: a rotation by `degrees`, or a zoom by `factor`, > 1 enlarging the content)."""
+    import numpy as np
+
+    if attrs["view"] == "rotate":
+        angle = np.deg2rad(attrs["degrees"])
+        a = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    else:
+        a = np.eye(2) / attrs["factor"]
+    px = (np.arange(w) * 2 + 1) / w - 1  # pixel centres in [-1, 1], times size / 2: pixels from the centre
+    py = (np.arange(h) * 2 + 1) / h - 1
+    x, y = np.broadcast_arrays(px[None, :] * (w / 2), py[:, None] * (h / 2))
+    sx, sy = a[0, 0] * x + a[0, 1] * y, a[1, 0] * x + a[1, 1] * y
+    return np.stack([sx * (2 / w), sy * (2 / h)], axis=-1)[None].astype(np.float32)
+
+
+INT64_MAX = 2**63 - 1
+
+
+@register
+class TtaView(_Internal):
+    name = "tta_view"
+    doc = ("one deterministic view of an image batch (N, C, H, W) for test-time augmentation: mirrored along W "
+           "or H, translated by whole pixels (vacated pixels = fill), or rotated or zoomed about the centre "
+           "(bilinear, zero fill)")
+    fields = {"view": Field(Enum(("flip_horizontal", "flip_vertical", "translate", "rotate", "scale")), None,
+                            "which view"),
+              "dy": Field(Int(), 0, "translate: rows the content moves down (negative: up)"),
+              "dx": Field(Int(), 0, "translate: columns the content moves right (negative: left)"),
+              "fill": Field(Float(), 0.0, "translate: value of the vacated pixels"),
+              "degrees": Field(Float(), 0.0, "rotate: the angle"),
+              "factor": Field(Float(0, min_open=True), 1.0, "scale: the zoom factor")}
+
+    def infer(self, attrs, inputs):
+        x = inputs[0]
+        if x.rank != 4:
+            raise ShapeError(f"`tta_view` needs images (N, C, H, W), got {shape_str(x.shape)}")
+        if attrs["view"] in ("rotate", "scale") and not all(is_static(d) for d in x.shape[2:]):
+            raise ShapeError(f"a `{attrs['view']}` view needs a static image size, got {shape_str(x.shape)}")
+        return x
+
+    def torch_forward(self, attrs, params, xs, training):
+        import torch
+        import torch.nn.functional as F
+
+        x, view = xs[0], attrs["view"]
+        if view == "flip_horizontal":
+            return x.flip(3)
+        if view == "flip_vertical":
+            return x.flip(2)
+        h, w = x.shape[2:]
+        if view == "translate":  # out[i, j] = x[i - dy, j - dx]: pad on the side the content moves to, cut the other
+            dy, dx = attrs["dy"], attrs["dx"]
+            padded = F.pad(x, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)), value=attrs["fill"])
+            top, left = max(-dy, 0), max(-dx, 0)
+            return padded[:, :, top:top + h, left:left + w]
+        grid = torch.from_numpy(sampling_grid(attrs, h, w)).to(x.device, x.dtype).expand(x.shape[0], h, w, 2)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def onnx(self, g, attrs, xs, params, itypes, otype):
+        import numpy as np
+
+        label, view, dtype = g.label, attrs["view"], itypes[0].dtype
+
+        def ints(values, hint):
+            return g.const(np.array(values, np.int64), f"{label}/{hint}")
+
+        if view.startswith("flip_"):  # Slice with step -1 reads the axis backwards
+            axis = 3 if view == "flip_horizontal" else 2
+            return g.node("Slice", [xs[0], ints([-1], "starts"), ints([-INT64_MAX], "ends"), ints([axis], "axes"),
+                                    ints([-1], "steps")], label)
+        if view == "translate":
+            dy, dx = attrs["dy"], attrs["dx"]
+            pads = [0, 0, max(dy, 0), max(dx, 0), 0, 0, max(-dy, 0), max(-dx, 0)]
+            padded = g.node("Pad", [xs[0], ints(pads, "pads"), float_const(g, attrs["fill"], dtype, f"{label}/fill")],
+                            f"{label}/pad", mode="constant")
+            cuts = [(axis, [0, -d] if d > 0 else [-d, INT64_MAX]) for axis, d in ((2, dy), (3, dx)) if d]
+            if not cuts:
+                return g.node("Identity", [padded], label)
+            return g.node("Slice", [padded, ints([c[1][0] for c in cuts], "starts"),
+                                    ints([c[1][1] for c in cuts], "ends"), ints([c[0] for c in cuts], "axes")], label)
+        if g.opset < 16:
+            raise NotLowerable(f"a `{view}` view needs ONNX GridSample (opset 16 or later), the opset is {g.opset}")
+        h, w = itypes[0].shape[2:]
+        grid = sampling_grid(attrs, h, w).astype(np.float16 if dtype == "float16" else np.float32)
+        batch = g.node("Shape", [xs[0]], f"{label}/batch", start=0, end=1)
+        size = g.node("Concat", [batch, ints([h, w, 2], "grid_size")], f"{label}/grid_shape", axis=0)
+        grids = g.node("Expand", [g.const(grid, f"{label}/grid"), size], f"{label}/grids")
+        return g.node("GridSample", [xs[0], grids], label, align_corners=0, padding_mode="zeros",
+                      mode="linear" if g.opset >= 20 else "bilinear")

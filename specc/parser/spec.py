@@ -144,6 +144,8 @@ def _parse_tree(tree: Map, path: str, diags: Diagnostics, limits: Limits) -> Spe
     build = _section(evaluated, "build", BUILD, diags) or BUILD.check(Scalar(None, tree.span), diags, "build")
     _check_paths(evaluated, path, diags, limits)
     _check_build(evaluated, build, diags)
+    if build and build.get("tta"):  # the transforms as typed steps, like `augment`
+        build["tta"] = {**build["tta"], "transforms": _parse_tta(evaluated.get("build"), build, diags)}
     incomplete = {key for key, complete in (
         ("specc", version_ok),
         ("params", tree.get("params") is None or isinstance(tree.get("params"), Map)),
@@ -355,9 +357,32 @@ def _check_build(tree: Map, build, diags: Diagnostics) -> None:
     if isinstance(batch, dict) and not batch["min"] <= batch["opt"] <= batch["max"]:
         diags.error("E013", f"`build.batch` needs min <= opt <= max, got min {batch['min']}, opt {batch['opt']}, "
                     f"max {batch['max']}", node.get("batch").span, "e.g. {min: 1, opt: 8, max: 64}")
-    tta = node.get("tta")
-    if isinstance(tta, Map) and isinstance(tta.get("transforms"), Seq):
-        _parse_steps(tta.get("transforms"), "augment", diags, what="`build.tta` transform")
+
+
+# The augment steps that make deterministic test-time views (see specc/tta_build.py), and why the others do not.
+TTA_TRANSFORMS = ("flip", "shift", "crop", "rotate", "scale")
+NOT_TTA = {"elastic": "is random", "noise": "is random", "color": "is random",
+           "expand": "is static (it enlarges the training set)"}
+RESAMPLED_VIEWS = ("rotate", "scale")  # ONNX GridSample, opset 16 or later
+
+
+def _parse_tta(node: Map, build: dict, diags: Diagnostics) -> list:
+    """`build.tta.transforms` as augment steps; a step that makes no deterministic view is refused at it."""
+    steps = _parse_steps(node.get("tta").get("transforms"), "augment", diags, what="`build.tta` transform")
+    kept = []
+    for step in steps:
+        if step.op in NOT_TTA:
+            diags.error("E014", f"`build.tta` transform `{step.op}` {NOT_TTA[step.op]}: a test-time view must be "
+                        "deterministic", step.span, "the transforms that make views: " + ", ".join(TTA_TRANSFORMS))
+        elif step.op == "flip" and not (step.attrs["horizontal"] or step.attrs["vertical"]):
+            diags.error("E013", "`build.tta` transform `flip` enables no direction, so it makes no view", step.span,
+                        "`flip: {horizontal: true}` (and/or `vertical: true`)")
+        elif step.op in RESAMPLED_VIEWS and build["opset"] < 16:
+            diags.error("E013", f"`build.tta` transform `{step.op}` needs ONNX GridSample (opset 16 or later), but "
+                        f"`build.opset` is {build['opset']}", step.span, "raise `build.opset` to 17 (the default)")
+        else:
+            kept.append(step)
+    return kept
 
 
 # Keys whose values are file paths: checked (never opened) so that CI mode confines them to the spec's tree.

@@ -8,7 +8,8 @@ float16; gcn's eps of 1e-8 is below float16's smallest number).
 
 from __future__ import annotations
 
-DEFAULT_KEEP_FP32 = ("softmax", "log_softmax", "layernorm", "gcn", "lcn")
+DEFAULT_KEEP_FP32 = ("softmax", "log_softmax", "layernorm", "gcn", "lcn",
+                     "tta_view")  # moves pixels only; ONNX Runtime's CPU GridSample and Pad take no float16
 
 # Layers that int8 computes: a convolution or a matrix product by a weight. Dense on a sequence
 # (rank > 2, lowered as MatMul + Add) stays float: neither runtime fuses that form with Q/DQ.
