@@ -184,3 +184,86 @@ def test_validate_refuses_augment_steps_the_input_cannot_take(tmp_path, augment,
     spec = tf.write_spec(tmp_path, "epochs: 1", augment=augment)
     (found,) = [d for d in check_spec(spec, DEFAULT_LIMITS) if d.severity == "error"]
     assert found.code == "E076" and text in found.message and found.span.path == spec and found.span.line == 7
+
+
+def _npz_spec(tmp_path, data_line: str) -> str:
+    return tf.write_spec(tmp_path, "epochs: 1\n" + data_line)
+
+
+def test_a_pipe_as_a_data_file_is_refused_without_opening_it(tmp_path):
+    data = tf.dataset()
+    np.savez(tmp_path / "d.npz", x_train=data.train.x, y_train=data.train.y, x_test=data.test.x, y_test=data.test.y)
+    os.mkfifo(tmp_path / "pipe.npz")  # opening it would block until a writer came
+    for line in ("data: {dataset: npz, path: d.npz, validation: pipe.npz}", "data: {dataset: npz, path: pipe.npz}"):
+        found = refusal(_npz_spec(tmp_path, line), str(tmp_path / "run"), dataset=None)
+        assert found.code == "E003" and "not a regular file" in found.message
+
+
+def test_an_npz_that_unpacks_past_the_budget_is_refused(tmp_path):
+    from specc.limits import Limits
+
+    data = tf.dataset()
+    big = np.zeros((40_000, 1, 6, 6), np.uint8)  # 1.4 MB unpacked, a few KB packed
+    np.savez_compressed(tmp_path / "d.npz", x_train=big, y_train=np.zeros(len(big), np.int64), x_test=data.test.x,
+                        y_test=data.test.y)
+    found = refusal(_npz_spec(tmp_path, "data: {dataset: npz, path: d.npz}"), str(tmp_path / "run"), dataset=None,
+                    limits=Limits(memory_budget_bytes=1_000_000))
+    assert found.code == "E072" and "once decompressed" in found.message
+
+
+def test_training_memory_is_checked_against_the_budget(tmp_path):
+    from specc.limits import Limits
+
+    spec = tf.write_spec(tmp_path, "epochs: 1")
+    found = refusal(spec, str(tmp_path / "run"), limits=Limits(memory_budget_bytes=8_000))
+    assert found.code == "E091" and "`train` would need" in found.message and "optimizer state" in found.message
+
+
+def test_mnist_labels_beyond_nine_are_a_data_error(tmp_path):
+    from specc.train.idx import write_idx
+
+    data = tf.dataset(shape=(1, 28, 28))
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    labels = data.train.y.astype(np.uint8)
+    labels[5] = 12
+    for stem, array in (("train-images-idx3-ubyte", data.train.x[:, 0]), ("train-labels-idx1-ubyte", labels),
+                        ("t10k-images-idx3-ubyte", data.test.x[:, 0]),
+                        ("t10k-labels-idx1-ubyte", data.test.y.astype(np.uint8))):
+        write_idx(str(folder / stem), array)
+    spec = tf.write_spec(tmp_path, "epochs: 1\ndata: {dataset: mnist, path: mnist, validation: 0}")
+    with open(spec) as handle:
+        text = handle.read().replace("[1, 6, 6]", "[1, 28, 28]")
+    with open(spec, "w") as handle:
+        handle.write(text)
+    found = refusal(spec, str(tmp_path / "run"), dataset=None)
+    assert found.code == "E074" and "the MNIST labels include 12" in found.message
+
+
+def test_a_batch_smaller_than_the_processes_is_refused(tmp_path):
+    found = refusal(tf.write_spec(tmp_path, "epochs: 1\nbatch_size: 2"), str(tmp_path / "run"), nproc=3)
+    assert found.code == "E100" and "split across 3 processes" in found.message
+
+
+def test_default_run_directories_are_claimed_once(tmp_path, monkeypatch):
+    from specc.train.rundir import default_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    names = [default_run_dir("same") for _ in range(3)]  # the same second, most likely
+    assert len(set(names)) == 3 and all(os.path.isdir(n) and not os.listdir(n) for n in names)
+
+
+def test_an_interrupted_member_resumes_through_its_ensemble(tmp_path, monkeypatch):
+    from specc.train import ensemble, run
+    from specc.train.interrupt import RunInterrupted
+
+    spec = tf.write_spec(tmp_path, "epochs: 1\nensemble: {members: 2, combine: mean}")
+
+    def stopped(member_dir, options):
+        raise RunInterrupted(member_dir)
+
+    monkeypatch.setattr(run, "run_single", stopped)
+    monkeypatch.setattr(ensemble, "run_single", stopped, raising=False)
+    with pytest.raises(RunInterrupted) as caught:
+        train(spec, str(tmp_path / "run"), options=tf.options())
+    assert caught.value.run_dir == str(tmp_path / "run")  # what `--resume` must be given

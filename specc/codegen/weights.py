@@ -36,13 +36,16 @@ def load_weights_into(graph: Graph, path: str) -> dict:
 
 
 def missing_weights(path: str):
-    """E080 for a --weights path that is no file; a run directory gets the file inside it as the hint."""
+    """The error for a weights path that is no regular file; a run directory gets the file inside it as the hint."""
     import os
 
     if os.path.isdir(path):
         inside = os.path.join(path, "model.safetensors")
         return error("E080", f"{path} is a directory, not a weights file", Span(path, 0),
                      f"give the file: --weights {inside}" if os.path.isfile(inside) else
+                     "give a .safetensors file, e.g. a run's model.safetensors")
+    if os.path.exists(path):  # a device or pipe: never opened, it could hang or flood the read
+        return error("E003", f"{path} is not a regular file (a device, pipe or socket)", Span(path, 0),
                      "give a .safetensors file, e.g. a run's model.safetensors")
     return error("E080", f"weights file not found: {path}", Span(path, 0), "give the model.safetensors of a run")
 

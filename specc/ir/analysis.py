@@ -56,10 +56,14 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def check_memory_budget(graph: Graph, budget: int, batch: int = 1, what: str = "build") -> None:
-    """Refuse, before anything is allocated, a model that cannot fit in `budget` bytes."""
-    weights = weight_bytes(graph)
-    activations = activation_bytes(graph, batch)
+def check_memory_budget(graph: Graph, budget: int, batch: int = 1, what: str = "build",
+                        training: bool = False) -> None:
+    """Refuse, before anything is allocated, a model that cannot fit in `budget` bytes. `training` counts
+    what a training step holds besides: a gradient and two optimizer moments per weight (Adam's; SGD keeps
+    fewer) and the activations kept for the backward pass, so an estimate of 4x the weights and 2x the
+    activations."""
+    weights = weight_bytes(graph) * (4 if training else 1)
+    activations = activation_bytes(graph, batch) * (2 if training else 1)
     if weights + activations > budget:
         from specc.diagnostics import Span
 
@@ -69,6 +73,7 @@ def check_memory_budget(graph: Graph, budget: int, batch: int = 1, what: str = "
             sizes[p.node] = sizes.get(p.node, 0) + p.size
         biggest = max(graph.nodes, key=lambda n: sizes.get(n.name, 0), default=None)
         span = biggest.span if biggest else Span(graph.source)
-        raise error("E091", f"`{what}` would need {human_bytes(weights)} of weights and {human_bytes(activations)} "
+        held = "weights, gradients and optimizer state" if training else "weights"
+        raise error("E091", f"`{what}` would need {human_bytes(weights)} of {held} and {human_bytes(activations)} "
                     f"of activations (batch {batch}), over the memory budget of {human_bytes(budget)}",
                     span, "shrink the model, or raise the budget with --memory-budget (e.g. 64G)")

@@ -86,8 +86,13 @@ def load_dataset(data_cfg: dict, *, spec_path: str, input_shape: tuple, input_dt
     fit = _Fitter(input_shape, input_dtype, layout, ctx)
     splits = {key: fit.split(pair, key) for key, pair in
               (("train", raw.train), ("val", raw.val), ("test", raw.test)) if pair is not None}
+    top_label = max((int(s.y.max()) for s in splits.values() if len(s.y)), default=-1)
+    if name in ("mnist", "mnist-sample") and top_label >= MNIST_CLASSES:  # a damaged or foreign label file
+        raise error("E074", f"the MNIST labels include {top_label}; MNIST's classes are 0-{MNIST_CLASSES - 1}",
+                    ctx.span("dataset"), "the label files are damaged: fetch them again (delete them from the "
+                    "data directory or the cache)")
     num_classes = len(raw.classes) if raw.classes else (
-        MNIST_CLASSES if name in ("mnist", "mnist-sample") else 1 + max(int(s.y.max()) for s in splits.values()))
+        MNIST_CLASSES if name in ("mnist", "mnist-sample") else 1 + top_label)
     if num_outputs is not None and num_classes > num_outputs:
         top = num_classes - 1
         raise error("E074", f"the data set has {num_classes} classes (labels 0..{top}) but the model's output has "

@@ -70,9 +70,15 @@ def train(spec_path: str, run_dir: str | None = None, *, epochs: int | None = No
     world = world_from_env()  # a process group when started by torchrun; one process otherwise
     if world.size > 1:
         return _train_under_launcher(world, spec_path, run_dir, epochs, seed, options)
+    claimed = run_dir is None  # the default directory is made (empty) when it is named
     run_dir = run_dir or _default_dir(spec_path, options.limits)
-    existed = os.path.isdir(run_dir)
-    arrays = start_run(spec_path, run_dir, epochs, seed, options)
+    existed = os.path.isdir(run_dir) and not claimed
+    try:
+        arrays = start_run(spec_path, run_dir, epochs, seed, options)
+    except BaseException:
+        if claimed and not os.listdir(run_dir):
+            os.rmdir(run_dir)  # refused before anything was written: leave nothing behind
+        raise
     try:
         return run_in_dir(run_dir, replace(options, dataset=arrays))
     except SpeccError:
@@ -85,6 +91,7 @@ def start_run(spec_path: str, run_dir: str, epochs: int | None, seed: int | None
     """Check the spec, read its data and write the new run directory's spec copy and run.json.
     Returns the data set: read here, its problems are reported at the user's spec, not at the copy."""
     from specc.compiler import compile_spec
+    from specc.ir.analysis import check_memory_budget
     from specc.train.config import training_config
     from specc.train.session import check_trainable, preflight
 
@@ -94,8 +101,17 @@ def start_run(spec_path: str, run_dir: str, epochs: int | None, seed: int | None
         raise error("E100", "the spec has no `training` section, so specc train does not know how to train it",
                     Span(spec.path), "add e.g. `training: {data: {dataset: mnist-sample}, epochs: 2, "
                     "optimizer: {adam: {lr: 0.001}}}`")
-    check_trainable(compiled, training_config(spec.training))
+    cfg = training_config(spec.training)
+    check_trainable(compiled, cfg)
+    check_memory_budget(compiled.graph, options.limits.memory_budget, batch=cfg.batch_size, what="train",
+                        training=True)  # before the data is read or anything is allocated
     processes = max(options.nproc, int(os.environ.get("WORLD_SIZE", "1")))  # --nproc, or torchrun's world
+    if cfg.batch_size < processes:
+        from specc.train.session import config_span
+
+        raise error("E100", f"`batch_size: {cfg.batch_size}` is split across {processes} processes, so some would "
+                    "get no examples", config_span(spec, "batch_size"),
+                    f"use a batch size of at least {processes}, or fewer processes")
     device = resolve_device(options.device, spec_path, processes)  # refused here, before the run directory
     tree = resolved_tree(spec_path, options.limits)
     if epochs is not None:
@@ -114,7 +130,7 @@ def start_run(spec_path: str, run_dir: str, epochs: int | None, seed: int | None
         width = next(iter(compiled.graph.outputs.values())).type.shape[-1]
         arrays = load_arrays(compiled, options.data_dir, options.limits, width,
                              seed=seed if seed is not None else spec.seed)
-    preflight(compiled, training_config(spec.training), arrays, options.limits)
+    preflight(compiled, cfg, arrays, options.limits)
     create_run_dir(run_dir)
     write_run(run_dir, tree, spec_path, {"data_dir": _abs(options.data_dir), "nproc": options.nproc,
                                          "device": describe(device), "threads": torch_threads()})
@@ -138,16 +154,21 @@ def resume(run_dir: str, options: RunOptions = RunOptions()) -> RunResult:
 
 def run_in_dir(run_dir: str, options: RunOptions) -> RunResult:
     """Run (or continue) whatever kind of run `run_dir/spec.yaml` describes."""
-    training = read_tree(run_dir).get("training") or {}
-    if training.get("search"):
-        from specc.train.search import run_search
+    from specc.train.interrupt import RunInterrupted
 
-        return run_search(run_dir, options)
-    if training.get("ensemble"):
+    training = read_tree(run_dir).get("training") or {}
+    if not (training.get("search") or training.get("ensemble")):
+        return run_single(run_dir, options)
+    try:
+        if training.get("search"):
+            from specc.train.search import run_search
+
+            return run_search(run_dir, options)
         from specc.train.ensemble import run_ensemble
 
         return run_ensemble(run_dir, options)
-    return run_single(run_dir, options)
+    except RunInterrupted:  # a member or trial stopped: `--resume` continues the whole run, not that part
+        raise RunInterrupted(run_dir) from None
 
 
 def read_tree(run_dir: str) -> dict:

@@ -58,13 +58,18 @@ def spec_text(tree: dict, source: str) -> str:
 
 
 def default_run_dir(name: str) -> str:
+    """runs/<name>-<date>-<time>[-<n>], made here (empty): two runs started in the same second, even by
+    two processes, never get the same directory."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = os.path.join("runs", f"{name}-{stamp}")
+    os.makedirs("runs", exist_ok=True)
     suffix = 1
-    while os.path.exists(path):
-        suffix += 1
-        path = os.path.join("runs", f"{name}-{stamp}-{suffix}")
-    return path
+    while True:
+        path = os.path.join("runs", f"{name}-{stamp}" + (f"-{suffix}" if suffix > 1 else ""))
+        try:
+            os.mkdir(path)  # atomic: only one process can make it
+            return path
+        except FileExistsError:
+            suffix += 1
 
 
 def create_run_dir(path: str) -> str:

@@ -123,14 +123,41 @@ def _need_dir(directory: str, ctx: SourceContext, key: str) -> None:
 
 # --- .npz archives -----------------------------------------------------------
 
+def _need_file(path: str, ctx: SourceContext, key: str) -> None:
+    """A data file must be a regular file: a device or pipe could hang or flood the read (checked by
+    stat, before anything opens it)."""
+    if os.path.isfile(path):
+        return
+    shown = display_path(path)
+    if os.path.exists(path):
+        what = "a directory" if os.path.isdir(path) else "not a regular file (a device, pipe or socket)"
+        raise error("E003", f"{shown} is {what}", ctx.span(key), "give the path of a .npz file")
+    raise error("E071", f"data file not found: {shown}", ctx.span(key), "the path is relative to the spec")
+
+
+def _check_unpacked_size(path: str, ctx: SourceContext, key: str) -> None:
+    """The archive's arrays, unpacked, must fit the read limit (a small compressed .npz can unpack to
+    gigabytes): the zip directory states each member's size before anything is inflated."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return  # np.load reports what is wrong with the file
+    if unpacked > ctx.read_limit:
+        raise error("E072", f"{display_path(path)} holds more than {ctx.read_limit:,} bytes once decompressed "
+                    f"({unpacked:,})", ctx.span(key), "this is more than the memory budget allows")
+
+
 def read_npz(path: str, ctx: SourceContext, key: str, splits=("train", "test")) -> dict:
     """The named splits' (x, y) pairs; `val` is optional."""
     import zipfile
 
     shown = display_path(path)
-    if not os.path.isfile(path):
-        raise error("E071", f"data file not found: {shown}", ctx.span(key), "the path is relative to the spec")
+    _need_file(path, ctx, key)
     ctx.confine(path, key)
+    _check_unpacked_size(path, ctx, key)
     try:
         with np.load(path, allow_pickle=False) as archive:
             present = set(archive.files)
@@ -163,6 +190,8 @@ def read_npz_split(path: str, ctx: SourceContext, key: str) -> tuple:
     """A separate validation archive: x_val/y_val if present, else x_train/y_train."""
     import zipfile
 
+    _need_file(path, ctx, key)
+    ctx.confine(path, key)
     try:
         with np.load(path, allow_pickle=False) as archive:
             split = "val" if "x_val" in archive.files else "train"

@@ -38,6 +38,10 @@ def apply_init(weights: dict, graph, init: dict, spec_path: str, span: Span) -> 
     from safetensors.numpy import load_file
 
     path = resolve_path(init["from"], spec_path)
+    if os.path.exists(path) and not os.path.isfile(path):  # never opened: a pipe or device could hang the read
+        raise error("E003", f"`training.init.from` {init['from']} is not a regular file", span,
+                    "give the path (relative to the spec) of a .safetensors file, e.g. an earlier run's "
+                    "model.safetensors")
     if not os.path.isfile(path):
         raise error("E080", f"`training.init.from` file not found: {init['from']}", span,
                     "give the path (relative to the spec) of a .safetensors file, e.g. an earlier run's "
