@@ -20,6 +20,15 @@ from specc.train.run import train
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
+def edited(spec: str, old: str, new: str) -> str:
+    """The spec file with `old` replaced by `new` (the fixtures write 1x6x6 uint8 inputs)."""
+    with open(spec) as handle:
+        text = handle.read().replace(old, new)
+    with open(spec, "w") as handle:
+        handle.write(text)
+    return spec
+
+
 def refusal(spec: str, run: str, **options):
     with pytest.raises(SpeccError) as caught:
         train(spec, run, options=tf.options(**options))
@@ -64,11 +73,8 @@ def test_nan_examples_are_a_data_error(tmp_path):
     x[3, 0, 0, 0] = np.nan
     np.savez(tmp_path / "nan.npz", x_train=x, y_train=data.train.y, x_test=data.test.x.astype(np.float32),
              y_test=data.test.y)
-    spec = tf.write_spec(tmp_path, "epochs: 1\ndata: {dataset: npz, path: nan.npz, validation: 0}")
-    with open(spec) as handle:
-        text = handle.read().replace("dtype: uint8", "dtype: float32")
-    with open(spec, "w") as handle:
-        handle.write(text)
+    spec = edited(tf.write_spec(tmp_path, "epochs: 1\ndata: {dataset: npz, path: nan.npz, validation: 0}"),
+                  "dtype: uint8", "dtype: float32")
     found = refusal(spec, str(tmp_path / "run"), dataset=None)
     assert found.code == "E074" and "NaN or infinite values (1 of 256 examples)" in found.message
 
@@ -231,11 +237,8 @@ def test_mnist_labels_beyond_nine_are_a_data_error(tmp_path):
                         ("t10k-images-idx3-ubyte", data.test.x[:, 0]),
                         ("t10k-labels-idx1-ubyte", data.test.y.astype(np.uint8))):
         write_idx(str(folder / stem), array)
-    spec = tf.write_spec(tmp_path, "epochs: 1\ndata: {dataset: mnist, path: mnist, validation: 0}")
-    with open(spec) as handle:
-        text = handle.read().replace("[1, 6, 6]", "[1, 28, 28]")
-    with open(spec, "w") as handle:
-        handle.write(text)
+    spec = edited(tf.write_spec(tmp_path, "epochs: 1\ndata: {dataset: mnist, path: mnist, validation: 0}"),
+                  "[1, 6, 6]", "[1, 28, 28]")
     found = refusal(spec, str(tmp_path / "run"), dataset=None)
     assert found.code == "E074" and "the MNIST labels include 12" in found.message
 
