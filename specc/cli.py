@@ -206,7 +206,8 @@ def _add_device_options(p) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto (default): a CUDA GPU when PyTorch sees one, else the CPU")
     p.add_argument("--threads", type=int, default=0, metavar="N",
-                   help="PyTorch's CPU threads (per process with --nproc; default: PyTorch's, one per core)")
+                   help="PyTorch's CPU threads (for `specc train`, per process with --nproc; default: "
+                        "PyTorch's, one per core)")
 
 
 def find_specs(paths: list[str]) -> list[tuple[str, str | None]]:

@@ -15,6 +15,7 @@ def _figure_png(history: list, metric: str, title: str, ylabel: str) -> bytes:
 
     matplotlib.use("Agg")  # files only; never a window, even where a display exists
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(6, 4), dpi=100)
     axes = figure.subplots()
@@ -25,6 +26,7 @@ def _figure_png(history: list, metric: str, title: str, ylabel: str) -> bytes:
         if points:
             axes.plot(*zip(*points), marker="o", markersize=3, label=label)
     axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.5 ticks on short runs
     axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
