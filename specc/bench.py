@@ -110,13 +110,14 @@ def onnxruntime_runner(model_path: str, threads: int):
 def _torch_runner(spec_path: str, weights: str | None, limits):
     import torch
 
-    from specc.build import resolve_weights
+    from specc.build import optimized_graph
     from specc.codegen.torch_module import to_torch
-    from specc.compiler import compile_spec, optimize, spec_pass_choice
+    from specc.compiler import compile_spec, spec_pass_choice
 
     compiled = compile_spec(spec_path, limits)
-    resolve_weights(compiled.graph, weights)
-    graph = optimize(compiled.graph, spec_pass_choice(compiled.spec))[0]
+    # The model `build` writes: an ensemble's members and `build.tta`'s views included.
+    graph = optimized_graph(compiled.graph, spec_path, weights, spec_pass_choice(compiled.spec), limits,
+                            compiled.spec.build.get("tta"))[0]
     module = to_torch(graph).eval()
     names = [v.name for v in graph.inputs]
 

@@ -35,10 +35,10 @@ def compile_spec(path: str, limits: Limits) -> Compiled:
     if _error_count(diags) == spec_errors:
         check_layer_references(spec, graph, diags)
         tta = (spec.build.get("tta") or {}).get("transforms") or []
-        for steps in (spec.augment, tta):  # what `specc train` and `build.tta` would refuse, found without data
+        for steps, views in ((spec.augment, False), (tta, True)):  # what `train` and `build.tta` would refuse
             if steps and spec.inputs:
                 first = spec.inputs[0]
-                diags.extend(augment_errors(steps, channels_first(first.shape, first.layout)))
+                diags.extend(augment_errors(steps, channels_first(first.shape, first.layout), views))
     diags.raise_if_errors()
     return Compiled(spec, graph, [d for d in diags.sorted() if d.severity != "error"])
 

@@ -223,3 +223,24 @@ def test_resampled_views_need_opset_16_and_geometric_views_need_images(tmp_path)
     with pytest.raises(SpeccError) as caught:
         compile_spec(str(spec), DEFAULT_LIMITS)
     assert [(d.code, d.span.line) for d in caught.value.diagnostics] == [("E076", 10)]
+
+
+def test_bench_times_the_views_on_torch_too(tmp_path):
+    """`specc bench SPEC`'s torch row runs the model `build` writes, views included."""
+    from specc.bench import _torch_runner
+
+    spec = write(tmp_path, "bench", "- flip: {horizontal: true}\n- shift: 1\n")
+    x = np.random.default_rng(5).random((3, 2, 8, 8)).astype(np.float32)
+    built = build(spec, str(tmp_path / "out"), limits=DEFAULT_LIMITS)
+    got = _torch_runner(spec, None, DEFAULT_LIMITS)({"image": x})
+    np.testing.assert_allclose(next(iter(got.values())).numpy(), run(built.model_path, x), atol=1e-5)
+
+
+def test_rotations_need_a_fixed_image_size(tmp_path):
+    path = tmp_path / "sym.yaml"
+    path.write_text(SPEC.replace("[2, 8, 8]", "[2, H, W]").replace("  - flatten\n", "  - global_avgpool\n")
+                    + "build:\n  tta: {transforms: [{rotate: 5}, {flip: {horizontal: true}}]}\n")
+    with pytest.raises(SpeccError) as caught:
+        compile_spec(str(path), DEFAULT_LIMITS)
+    (found,) = caught.value.diagnostics
+    assert found.code == "E076" and "needs a fixed image size" in found.message and found.span.line == 12

@@ -16,9 +16,10 @@ def channels_first(shape: tuple, layout: str) -> tuple:
     return (shape[2], shape[0], shape[1]) if layout == "NHWC" and len(shape) == 3 else shape
 
 
-def augment_errors(steps: list, example: tuple) -> list[Diagnostic]:
+def augment_errors(steps: list, example: tuple, resampled_views: bool = False) -> list[Diagnostic]:
     """E076 for each step that cannot apply to examples of shape `example` (no batch axis, (C, H, W) for
-    images); empty when every step can."""
+    images); empty when every step can. `resampled_views`: the steps are `build.tta` transforms, whose
+    rotations and zooms are built as constant sampling grids (training resamples any size)."""
     found = []
 
     def refuse(step, message: str, hint: str) -> None:
@@ -41,6 +42,10 @@ def augment_errors(steps: list, example: tuple) -> list[Diagnostic]:
         elif step.op == "expand" and sized and step.attrs["shift"] >= min(example[1:]):
             refuse(step, f"augment step `expand` shifts by {step.attrs['shift']} pixels, as much as the image's "
                    "size", "use `shift: 1`")
+        elif step.op in ("rotate", "scale") and image and not sized and resampled_views:
+            refuse(step, f"`build.tta` transform `{step.op}` needs a fixed image size (its sampling grid is a "
+                   f"constant), but the input has shape [{', '.join(map(str, example))}]",
+                   "give the input numeric sizes")
     expands = [step for step in steps if step.op == "expand"]
     for extra in expands[1:]:
         refuse(extra, "augment step `expand` is given twice", "keep one")
