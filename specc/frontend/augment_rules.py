@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from specc.diagnostics import Diagnostic
+from specc.diagnostics import Diagnostic, SpeccError
+from specc.parser.spec import RESAMPLED_VIEWS
 
 RESAMPLED = ("shift", "rotate", "scale", "elastic")  # one affine/elastic resampling per batch
 GEOMETRIC = RESAMPLED + ("flip", "crop", "expand")   # these move pixels: they need (C, H, W) images
@@ -42,7 +43,7 @@ def augment_errors(steps: list, example: tuple, resampled_views: bool = False) -
         elif step.op == "expand" and sized and step.attrs["shift"] >= min(example[1:]):
             refuse(step, f"augment step `expand` shifts by {step.attrs['shift']} pixels, as much as the image's "
                    "size", "use `shift: 1`")
-        elif step.op in ("rotate", "scale") and image and not sized and resampled_views:
+        elif step.op in RESAMPLED_VIEWS and image and not sized and resampled_views:
             refuse(step, f"`build.tta` transform `{step.op}` needs a fixed image size (its sampling grid is a "
                    f"constant), but the input has shape [{', '.join(map(str, example))}]",
                    "give the input numeric sizes")
@@ -50,3 +51,10 @@ def augment_errors(steps: list, example: tuple, resampled_views: bool = False) -
     for extra in expands[1:]:
         refuse(extra, "augment step `expand` is given twice", "keep one")
     return found
+
+
+def check_augment(steps: list, example: tuple) -> None:
+    """Raise the first of `augment_errors` (for callers that stop at one)."""
+    found = augment_errors(steps, example)
+    if found:
+        raise SpeccError(found[0])

@@ -23,8 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from specc.diagnostics import SpeccError
-from specc.frontend.augment_rules import RESAMPLED, augment_errors, channels_first
+from specc.frontend.augment_rules import RESAMPLED, channels_first, check_augment
 
 STATIC = ("expand",)
 
@@ -69,9 +68,7 @@ class Augmenter:
 
     def _check(self, shape: tuple) -> None:
         """Refuse steps that cannot apply to a batch of this (N, C, ...) shape."""
-        found = augment_errors(self.steps, tuple(shape[1:]))
-        if found:
-            raise SpeccError(found[0])
+        check_augment(self.steps, tuple(shape[1:]))
 
 
 def _stages(steps: list) -> list:
@@ -286,9 +283,7 @@ def expand_static(x: np.ndarray, y: np.ndarray, steps: list, layout: str = "NCHW
     if not expands:
         return x, y
     step = expands[0]
-    found = augment_errors(expands, channels_first(x.shape[1:], layout))
-    if found:
-        raise SpeccError(found[0])
+    check_augment(expands, channels_first(x.shape[1:], layout))
     k = step.attrs["shift"]
     rows, cols = (2, 3) if layout == "NCHW" else (1, 2)
     copies = [(x, y)] + [(_shifted(x, k * sign, axis), y) for axis in (rows, cols) for sign in (-1, 1)]

@@ -94,7 +94,7 @@ def load_predictor(graph, weights_path: str, device: torch.device | None = None)
     """(predict, output kind, members) for a single model's or an ensemble's weights file, on `device`."""
     from specc.codegen.weights import load_weights
     from specc.train.device import torch_model
-    from specc.train.ensemble import EnsemblePredictor, is_ensemble_file, member_weights
+    from specc.train.ensemble import PREFIX, EnsemblePredictor, is_ensemble_file, member_weights
     from specc.train.losses import output_kind
 
     output = next(iter(graph.outputs))
@@ -107,7 +107,7 @@ def load_predictor(graph, weights_path: str, device: torch.device | None = None)
 
         with safe_open(weights_path, "np") as handle:
             metadata = handle.metadata() or {}
-        indices = {int(key.split(".", 1)[0].removeprefix("member_")) for key in tensors}
+        indices = {int(PREFIX.match(key).group(1)) for key in tensors}  # is_ensemble_file: every key matches
         combine = ensemble_metadata(metadata, weights_path, sorted(indices))["combine"]
         members = member_weights(tensors, graph, weights_path)
         modules = [torch_model(graph, w, device) for w in members]

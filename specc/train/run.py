@@ -93,7 +93,7 @@ def start_run(spec_path: str, run_dir: str, epochs: int | None, seed: int | None
     from specc.compiler import compile_spec
     from specc.ir.analysis import check_memory_budget
     from specc.train.config import training_config
-    from specc.train.session import check_trainable, preflight
+    from specc.train.session import check_trainable, config_span, preflight
 
     compiled = compile_spec(spec_path, options.limits)  # diagnostics point at the user's file, not the copy
     spec = compiled.spec
@@ -107,8 +107,6 @@ def start_run(spec_path: str, run_dir: str, epochs: int | None, seed: int | None
                         training=True)  # before the data is read or anything is allocated
     processes = max(options.nproc, int(os.environ.get("WORLD_SIZE", "1")))  # --nproc, or torchrun's world
     if cfg.batch_size < processes:
-        from specc.train.session import config_span
-
         raise error("E100", f"`batch_size: {cfg.batch_size}` is split across {processes} processes, so some would "
                     "get no examples", config_span(spec, "batch_size"),
                     f"use a batch size of at least {processes}, or fewer processes")

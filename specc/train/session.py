@@ -64,15 +64,13 @@ def check_trainable(compiled, cfg: TrainConfig) -> str:
 
 def preflight(compiled, cfg: TrainConfig, arrays: Arrays, limits) -> None:
     """Build a session once on the CPU from the user's spec, before the run directory exists. What only
-    training finds (a batch larger than the data, an augment step the input cannot take, an `init.from`
-    file or a teacher that does not fit, nothing left to train) is then reported at the user's file, not
-    at the run's copy of it."""
-    from specc.train.feed import expanded, make_augmenter
+    training finds (a batch larger than the data, an `init.from` file or a teacher that does not fit,
+    nothing left to train) is then reported at the user's file, not at the run's copy of it. (Augment
+    steps the input cannot take are refused earlier, by `compile_spec`.)"""
+    from specc.train.feed import expanded
     from specc.train.loop import Monitor
 
-    first = compiled.spec.inputs[0]
-    arrays = expanded(arrays, compiled.spec.augment, first.layout, cfg.seed)
-    make_augmenter(compiled.spec.augment, cfg.seed, first.layout, tuple(first.shape))  # steps the input cannot take
+    arrays = expanded(arrays, compiled.spec.augment, compiled.spec.inputs[0].layout, cfg.seed)
     session = Session(compiled, cfg, arrays, SINGLE, limits, torch.device("cpu"), fit=False)
     Monitor.of(session, arrays.val_x is not None)
 
