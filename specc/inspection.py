@@ -37,7 +37,19 @@ def inspect_json(graph: Graph, spec=None) -> dict:
         "total_macs": sum(c.macs for c in costs),
         "weight_bytes": weight_bytes(graph),
         "activation_bytes_per_example": activation_bytes(graph),
+        "tta": _tta_json(spec),
     }
+
+
+def _tta_json(spec) -> dict | None:
+    """`build.tta`: how many times the built model runs the network (the input, then each view)."""
+    from specc.tta_build import tta_views
+
+    tta = (spec.build.get("tta") if spec is not None and spec.build else None) or {}
+    if not tta.get("transforms"):
+        return None
+    return {"views": 1 + len(tta_views(tta["transforms"])), "combine": tta["combine"],
+            "transforms": [step.op for step in tta["transforms"]]}
 
 
 def _all_uses(group: Group) -> list:
@@ -152,7 +164,9 @@ def _summary(info: dict) -> list[str]:
         f"weights: {human_bytes(info['weight_bytes'])}   activations per example: "
         f"{human_bytes(info['activation_bytes_per_example'])}",
         "outputs: " + ", ".join(f"{k} {shape_str(v['shape'])}" for k, v in info["outputs"].items()),
-    ]
+    ] + ([] if info["tta"] is None else [
+        f"built with test-time views (build.tta): the network runs {info['tta']['views']} times per example, "
+        f"on the input and its {', '.join(info['tta']['transforms'])} views, combined by {info['tta']['combine']}"])
 
 
 # --- Markdown ---------------------------------------------------------------------

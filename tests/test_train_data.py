@@ -320,6 +320,15 @@ def test_folder_rgb_and_grayscale(tmp_path):
     assert grey.train.x.shape == (4, 1, 6, 5) and grey.train.x.dtype == np.float32
 
 
+def test_folder_validation_is_class_directories_or_a_folder_data_set(tmp_path):
+    image_tree(tmp_path / "project" / "imgs")
+    image_tree(tmp_path / "project" / "held")
+    classes = load(tmp_path, "folder", shape=(3, 6, 5), path="imgs", validation="held/train")
+    dataset = load(tmp_path, "folder", shape=(3, 6, 5), path="imgs", validation="held")
+    assert classes.val.y.tolist() == dataset.val.y.tolist() == [0, 0, 1, 1]
+    np.testing.assert_array_equal(classes.val.x, dataset.val.x)
+
+
 def test_folder_errors(tmp_path, monkeypatch):
     root = tmp_path / "project" / "imgs"
     (root / "train").mkdir(parents=True)

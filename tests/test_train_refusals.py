@@ -57,14 +57,20 @@ def test_freezing_every_layer_is_refused(tmp_path):
     assert found.code == "E100" and "nothing to train" in found.message and found.span.path == spec
 
 
-def test_adam_betas_of_one_are_refused_when_validated(tmp_path):
+@pytest.mark.parametrize("optimizer,text", [
+    ("adam: {lr: 0.01, betas: [0.9, 1.0]}", "`betas`[1] is 1.0, out of range"),
+    ("rmsprop: {lr: 0.01, rho: 1.0}", "`rho` is 1.0, out of range"),
+    ("sgd: {lr: 0.01, momentum: 1}", "`momentum` is 1, out of range"),
+])
+def test_decay_rates_of_one_are_refused_when_validated(tmp_path, optimizer, text):
+    """A running average that keeps all of its past never forgets: the rate must stay below 1."""
     from specc.compiler import compile_spec
     from specc.limits import DEFAULT_LIMITS
 
-    spec = tf.write_spec(tmp_path, "optimizer: {adam: {lr: 0.01, betas: [0.9, 1.0]}}")
+    spec = tf.write_spec(tmp_path, "optimizer: {%s}" % optimizer)
     with pytest.raises(SpeccError) as caught:
         compile_spec(spec, DEFAULT_LIMITS)
-    assert "`betas`[1] is 1.0, out of range" in str(caught.value)
+    assert text in str(caught.value)
 
 
 def test_nan_examples_are_a_data_error(tmp_path):
@@ -270,3 +276,17 @@ def test_an_interrupted_member_resumes_through_its_ensemble(tmp_path, monkeypatc
     with pytest.raises(RunInterrupted) as caught:
         train(spec, str(tmp_path / "run"), options=tf.options())
     assert caught.value.run_dir == str(tmp_path / "run")  # what `--resume` must be given
+
+
+@pytest.mark.parametrize("distill,code,key,text", [
+    ("teacher: nowhere.yaml, weights: source/model.safetensors", "E040", "teacher", "nowhere.yaml: not found"),
+    ("teacher: source.yaml, weights: nowhere.safetensors", "E080", "weights", "nowhere.safetensors: not found"),
+    ("teacher: source.yaml, weights: source", "E003", "weights", "source: is not a regular file"),
+    ("teacher: source.yaml, weights: source/metrics.jsonl", "E080", "weights", "not a readable safetensors file"),
+])
+def test_distillation_files_are_refused_at_their_line(tmp_path, distill, code, key, text):
+    train(tf.write_spec(tmp_path, "epochs: 1", name="source"), str(tmp_path / "source"), options=tf.options())
+    spec = tf.write_spec(tmp_path, "epochs: 1\ndistill: {%s, temperature: 2, alpha: 0.5}" % distill)
+    found = refusal(spec, str(tmp_path / "run"))
+    assert (found.code, found.span.path) == (code, spec) and text in found.message
+    assert f"{key}:" in open(spec).read().splitlines()[found.span.line - 1][found.span.column - 1:]

@@ -244,3 +244,30 @@ def test_rotations_need_a_fixed_image_size(tmp_path):
         compile_spec(str(path), DEFAULT_LIMITS)
     (found,) = caught.value.diagnostics
     assert found.code == "E076" and "needs a fixed image size" in found.message and found.span.line == 12
+
+
+def test_tta_null_is_no_views(tmp_path, x, plain):
+    """An optional section written as null is left out, as `build: {tta: null}` says; the schema agrees."""
+    import jsonschema
+    import yaml
+
+    from specc.parser.schema import spec_schema
+
+    path = tmp_path / "none.yaml"
+    path.write_text(SPEC + "build:\n  tta: null\n")
+    assert compile_spec(str(path), DEFAULT_LIMITS).spec.build["tta"] is None
+    built = build(str(path), str(tmp_path / "out"), limits=DEFAULT_LIMITS)
+    np.testing.assert_array_equal(run(built.model_path, x), run(plain, x))
+    jsonschema.validate(yaml.safe_load(path.read_text()), spec_schema())
+
+
+def test_inspect_counts_the_views(tmp_path):
+    from specc.inspection import inspect_json, inspect_text
+
+    compiled = compile_spec(write(tmp_path, "seen", "- flip: {horizontal: true}\n- shift: 1\n", combine="vote"),
+                            DEFAULT_LIMITS)
+    assert inspect_json(compiled.graph, compiled.spec)["tta"] == {"views": 6, "combine": "vote",
+                                                                  "transforms": ["flip", "shift"]}
+    assert "runs 6 times per example" in inspect_text(compiled.graph, compiled.spec)
+    plain = compile_spec(write(tmp_path, "unseen"), DEFAULT_LIMITS)
+    assert inspect_json(plain.graph, plain.spec)["tta"] is None

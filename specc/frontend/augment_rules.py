@@ -19,9 +19,10 @@ def channels_first(shape: tuple, layout: str) -> tuple:
 
 def augment_errors(steps: list, example: tuple, resampled_views: bool = False) -> list[Diagnostic]:
     """E076 for each step that cannot apply to examples of shape `example` (no batch axis, (C, H, W) for
-    images); empty when every step can. `resampled_views`: the steps are `build.tta` transforms, whose
-    rotations and zooms are built as constant sampling grids (training resamples any size)."""
+    images); empty when every step can. `resampled_views`: the steps are `build.tta` transforms (and are
+    called so), whose rotations and zooms are built as constant sampling grids (training resamples any size)."""
     found = []
+    what = "`build.tta` transform" if resampled_views else "augment step"
 
     def refuse(step, message: str, hint: str) -> None:
         found.append(Diagnostic("E076", message, step.span, hint))
@@ -30,18 +31,18 @@ def augment_errors(steps: list, example: tuple, resampled_views: bool = False) -
     sized = image and all(isinstance(d, int) for d in example)  # symbolic sizes are checked when known
     for step in steps:
         if step.op in GEOMETRIC and not image:
-            refuse(step, f"augment step `{step.op}` needs images (N, C, H, W), but the input has shape "
+            refuse(step, f"{what} `{step.op}` needs images (N, C, H, W), but the input has shape "
                    f"{list(example)}", "declare the input as an image, e.g. `shape: [1, 28, 28]`, and `flatten` "
                    "in the network")
         elif step.op == "crop" and sized and tuple(step.attrs["size"]) != tuple(example[1:]):
-            refuse(step, f"augment step `crop` to {step.attrs['size']} would change the input's size "
+            refuse(step, f"{what} `crop` to {step.attrs['size']} would change the input's size "
                    f"{list(example[1:])}; the model takes one size",
                    f"crop to the input's size after padding: `crop: {{size: {list(example[1:])}, padding: 4}}`")
         elif step.op == "color" and step.attrs["saturation"] and example[:1] != (3,):
-            refuse(step, f"augment step `color` saturation needs 3 (RGB) channels, but the input has "
+            refuse(step, f"{what} `color` saturation needs 3 (RGB) channels, but the input has "
                    f"{example[0] if image else list(example)}", "remove `saturation`")
         elif step.op == "expand" and sized and step.attrs["shift"] >= min(example[1:]):
-            refuse(step, f"augment step `expand` shifts by {step.attrs['shift']} pixels, as much as the image's "
+            refuse(step, f"{what} `expand` shifts by {step.attrs['shift']} pixels, as much as the image's "
                    "size", "use `shift: 1`")
         elif step.op in RESAMPLED_VIEWS and image and not sized and resampled_views:
             refuse(step, f"`build.tta` transform `{step.op}` needs a fixed image size (its sampling grid is a "
@@ -49,7 +50,7 @@ def augment_errors(steps: list, example: tuple, resampled_views: bool = False) -
                    "give the input numeric sizes")
     expands = [step for step in steps if step.op == "expand"]
     for extra in expands[1:]:
-        refuse(extra, "augment step `expand` is given twice", "keep one")
+        refuse(extra, f"{what} `expand` is given twice", "keep one")
     return found
 
 

@@ -263,6 +263,12 @@ class Field:
     def required(self) -> bool:
         return self.default is REQUIRED
 
+    @property
+    def nullable_section(self) -> bool:
+        """An optional mapping with required keys: null cannot fill it with defaults, so it means absent."""
+        return self.default is None and isinstance(self.type, Record) and any(
+            f.required for f in self.type.fields.values())
+
 
 @dataclass(frozen=True)
 class Record(Type):
@@ -291,6 +297,9 @@ class Record(Type):
                                 else "it takes no arguments"))
                 ok = False
                 continue
+            if spec.nullable_section and isinstance(entry.value, Scalar) and entry.value.value is None:
+                result[key] = None  # `tta: null` is the section left out, as its default says
+                continue
             value = spec.type.check(entry.value, diags, f"{where}: `{key}`")
             ok &= value is not INVALID
             result[key] = value
@@ -312,7 +321,8 @@ class Record(Type):
     def json_schema(self):
         schema = {
             "type": "object",
-            "properties": {k: _documented(f.type.json_schema(), f.doc) for k, f in self.fields.items()},
+            "properties": {k: _documented(_nullable(f.type.json_schema()) if f.nullable_section else
+                                          f.type.json_schema(), f.doc) for k, f in self.fields.items()},
             "additionalProperties": False,
         }
         required = [k for k, f in self.fields.items() if f.required]
@@ -321,6 +331,10 @@ class Record(Type):
         if self.primary is not None:
             return {"anyOf": [schema, self.fields[self.primary].type.json_schema(), {"type": "null"}]}
         return {"anyOf": [schema, {"type": "null"}]} if not required else schema
+
+
+def _nullable(schema: dict) -> dict:
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def _documented(schema: dict, doc: str) -> dict:

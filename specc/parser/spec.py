@@ -280,7 +280,7 @@ def _parse_steps(node, category: str, diags: Diagnostics, what: str | None = Non
             diags.error("E020", f"unknown {what or category + ' step'} `{short(name)}`", span,
                         did_you_mean(name, known) or "valid steps: " + ", ".join(known))
             continue
-        attrs = op.args.check(args, diags, f"{category} step `{name}`")
+        attrs = op.args.check(args, diags, f"{what or category + ' step'} `{name}`")
         if attrs is not INVALID:
             steps.append(StepDecl(name, attrs, span, args))
     return steps

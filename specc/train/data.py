@@ -15,7 +15,8 @@ feeds exactly what the built model will receive. Data sets:
 
 Validation: a count holds out a seeded random subset of the training set
 (`np.random.default_rng(seed).permutation`; both parts keep the original order);
-a path reads a separate set in the data set's own format. A count the spec
+a path reads a separate set in the data set's own format (for `folder`, the
+class directories or a folder data set's train/). A count the spec
 does not write (the default 10,000) is capped at a sixth of a smaller training
 set, so `mnist-sample` works without one; a written count must fit.
 """
@@ -164,7 +165,13 @@ def _read_validation(name: str, value: str, raw: Raw, ctx: SourceContext) -> tup
         if not os.path.isdir(path):
             raise error("E071", f"validation directory not found: {value}", ctx.span("validation"),
                         "the path is relative to the spec's directory")
-        return read_image_split(path, raw.classes or [], ctx, "validation")
+        # Either the class directories themselves, or a folder data set (its train/<class>/ is read, as
+        # an idx or npz validation set gives its training pair).
+        classes = raw.classes or []
+        nested = os.path.join(path, "train")
+        if "train" not in classes and os.path.isdir(nested):
+            path = nested
+        return read_image_split(path, classes, ctx, "validation")
     return read_idx_split(path, ctx, "validation")
 
 

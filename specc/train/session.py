@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from specc.diagnostics import Span, error
+from specc.diagnostics import Span, SpeccError, error
 from specc.train.config import TrainConfig
 from specc.train.device import cuda_rng_state, set_cuda_rng_state, torch_model
 from specc.train.distributed import SINGLE, World
@@ -178,15 +178,37 @@ class Teacher:
         return self.module(x)[self.output]
 
 
+def distill_file(spec, distill: dict, key: str, what: str) -> str:
+    """The path of `distill.<key>`, refused at that line when it is no regular file (a pipe is never opened)."""
+    import os
+
+    path = resolve_path(distill[key], spec.path)
+    if not os.path.isfile(path):
+        why = "is not a regular file" if os.path.exists(path) else "not found"
+        code = "E003" if os.path.exists(path) else "E040" if key == "teacher" else "E080"
+        raise error(code, f"`training.distill.{key}` {distill[key]}: {why}",
+                    config_span(spec, "distill", key), f"give the path, relative to this spec, of {what}")
+    return path
+
+
 def load_teacher(compiled, cfg: TrainConfig, limits, device: torch.device | None = None) -> Teacher:
     from specc.codegen.weights import load_weights
     from specc.compiler import compile_spec
 
     spec, distill = compiled.spec, cfg.distill
     span = config_span(spec, "distill", "teacher")
-    teacher_path = resolve_path(distill["teacher"], spec.path)
+    teacher_path = distill_file(spec, distill, "teacher", "the teacher's spec (.yaml)")
+    weights_path = distill_file(spec, distill, "weights", "the teacher's trained weights, e.g. its run's "
+                                "model.safetensors")
     teacher = compile_spec(teacher_path, limits).graph
-    weights = load_weights(resolve_path(distill["weights"], spec.path), teacher)
+    try:
+        weights = load_weights(weights_path, teacher)
+    except SpeccError as exc:
+        first = exc.diagnostics[0]
+        if first.span.path != weights_path:  # tensors that do not fit: located at the teacher's layers
+            raise
+        raise error(first.code, f"`training.distill.weights`: {first.message}", config_span(spec, "distill", "weights"),
+                    first.hint) from None
     student_in, teacher_in = compiled.graph.inputs[0].type, teacher.inputs[0].type
     if len(teacher.inputs) != 1 or teacher_in.dtype != student_in.dtype or \
             teacher_in.shape[1:] != student_in.shape[1:]:
