@@ -45,7 +45,7 @@ def augment_errors(steps: list, example: tuple, resampled_views: bool = False) -
             refuse(step, f"{what} `expand` shifts by {step.attrs['shift']} pixels, as much as the image's "
                    "size", "use `shift: 1`")
         elif step.op in RESAMPLED_VIEWS and image and not sized and resampled_views:
-            refuse(step, f"`build.tta` transform `{step.op}` needs a fixed image size (its sampling grid is a "
+            refuse(step, f"{what} `{step.op}` needs a fixed image size (its sampling grid is a "
                    f"constant), but the input has shape [{', '.join(map(str, example))}]",
                    "give the input numeric sizes")
     expands = [step for step in steps if step.op == "expand"]

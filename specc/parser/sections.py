@@ -46,7 +46,8 @@ _LR = Float(0, min_open=True)
 _EMPTY = Record({}, "no arguments")
 
 OPTIMIZER = OneKey({
-    "sgd": Record({"lr": Field(_LR, 0.01), "momentum": Field(Float(0, 1, max_open=True), 0.0), "nesterov": Field(Bool(), False)}),
+    "sgd": Record({"lr": Field(_LR, 0.01), "momentum": Field(Float(0, 1, max_open=True), 0.0),
+                   "nesterov": Field(Bool(), False)}),
     "adagrad": Record({"lr": Field(_LR, 0.01)}),
     "rmsprop": Record({"lr": Field(_LR, 0.001), "rho": Field(Float(0, 1, max_open=True), 0.9)}),
     "adam": Record({"lr": Field(_LR, 0.001), "betas": Field(ListOf(Float(0, 1, max_open=True), 2, 2), [0.9, 0.999]),
