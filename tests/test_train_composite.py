@@ -133,3 +133,26 @@ def test_random_search_trials_and_table(tmp_path, capsys):
 
     text = summary_text(result)
     assert "optimizer.sgd.lr" in text and "val acc" in text and f"{best['trial']} *" in text
+
+
+@pytest.mark.parametrize("kind,part", [("ensemble: {members: 2, combine: mean}", "member_1"),
+                                       ("search: {trials: 2, space: {optimizer.sgd.lr: {choice: [0.1, 0.3]}}}",
+                                        "trial_1")])
+def test_a_part_killed_while_its_directory_was_made_is_made_again(tmp_path, kind, part):
+    """A kill between making member_<i>/ (or trial_<i>/) and writing its run.json left a directory that
+    every later `--resume` tripped over; it is now made again, and the run ends as an uninterrupted one."""
+    from safetensors.numpy import load_file
+
+    spec = tf.write_spec(tmp_path, f"epochs: 1\nbatch_size: 16\noptimizer: {{sgd: {{lr: 0.1}}}}\nseed: 2\n{kind}")
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    train(spec, str(whole), options=tf.options())
+    train(spec, str(killed), options=tf.options())
+    for name in ("summary.json", "model.safetensors", "trials.jsonl"):
+        if (killed / name).exists():
+            os.unlink(killed / name)
+    for name in os.listdir(killed / part):
+        os.unlink(killed / part / name)
+    (killed / part / "spec.yaml").write_text("# half\n")  # the copy was being written: run.json never came
+    resume(str(killed), tf.options())
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(killed / "model.safetensors"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

@@ -167,3 +167,74 @@ def test_the_cli_names_the_run_to_resume(monkeypatch, capsys):
     monkeypatch.setitem(cli.COMMANDS, "train", stopped)
     assert cli.main(["train", "spec.yaml"]) == 130
     assert "the run is saved: continue it with `specc train --resume runs/mnist`" in capsys.readouterr().err
+
+
+def test_resume_repeats_the_runs_threads_and_checkpoint_interval(tmp_path):
+    """Another thread count rounds sums differently: a plain `--resume` takes the count (and the checkpoint
+    interval, and no plots) from run.json, so it repeats the uninterrupted run's arithmetic."""
+    from specc.train.run import RunOptions, as_started
+
+    spec = tf.write_spec(tmp_path, "epochs: 1\nbatch_size: 32")
+    train(spec, str(tmp_path / "run"), options=tf.options(checkpoint_every=7))
+    info = json.load(open(tmp_path / "run" / "run.json"))
+    assert (info["threads"], info["checkpoint_every"], info["plots"]) == (1, 7, False)
+    started = as_started(RunOptions(), info)
+    assert (started.threads, started.checkpoint_every, started.plots) == (1, 7, False)
+    given = as_started(RunOptions(threads=2, checkpoint_every=3), info)
+    assert (given.threads, given.checkpoint_every) == (2, 3), "what --resume is given wins"
+    assert as_started(RunOptions(), {**info, "nproc": 2}).threads == 0, "--nproc shares the cores out itself"
+
+
+def test_a_start_killed_before_run_json_can_be_started_again(tmp_path):
+    from specc.diagnostics import SpeccError
+
+    spec = tf.write_spec(tmp_path, "epochs: 1\nbatch_size: 32")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "spec.yaml").write_text("# half of a start\n")
+    (run / ".run.json.abc123").write_text("{")
+    with pytest.raises(SpeccError) as caught:
+        resume(str(run), tf.options())
+    assert "stopped while it was being created" in str(caught.value) and f"-o {run}" in str(caught.value)
+    assert train(spec, str(run), options=tf.options()).best is not None
+
+
+def test_resume_removes_what_killed_writes_left_behind(tmp_path):
+    spec = tf.write_spec(tmp_path, "epochs: 2\nbatch_size: 32")
+    run = tmp_path / "run"
+    train(spec, str(run), epochs=1, options=tf.options())
+    os.unlink(run / "summary.json")  # as if killed before the end
+    leftovers = [".checkpoint.x1y2.safetensors", ".specc-weights-abc.safetensors", ".tmpQ8x2", ".metrics.jsonl.k3"]
+    for name in leftovers:
+        (run / name).write_bytes(b"\0" * 64)
+    (run / ".keep-me").write_text("not ours")
+    resume(str(run), tf.options())
+    assert not [name for name in leftovers if (run / name).exists()] and (run / ".keep-me").exists()
+
+
+@pytest.mark.parametrize("edit,refused", [
+    (("batch_size: 32", "batch_size: 16"), "was changed after the run began"),
+    (("seed: 3", "seed: 4"), "was changed after the run began"),
+    (("network:", "network: ["), "no longer valid YAML"),
+    (("epochs: 2", "epochs: 3"), None),
+])
+def test_an_edited_spec_copy_is_refused_unless_only_epochs_changed(tmp_path, edit, refused):
+    from specc.diagnostics import SpeccError
+
+    spec = tf.write_spec(tmp_path, "epochs: 2\nbatch_size: 32\nseed: 3")
+    run = tmp_path / "run"
+    train(spec, str(run), options=tf.options())
+    os.unlink(run / "summary.json")
+    copy = run / "spec.yaml"
+    text = copy.read_text()
+    assert edit[0] in text
+    copy.write_text(text.replace(edit[0], edit[1]))
+    if refused is None:  # a run stopped part-way may be told to train longer (or shorter)
+        from specc.train.rundir import check_unchanged, read_run, read_tree
+
+        check_unchanged(str(run), read_run(str(run)), read_tree(str(run)))
+        return
+    with pytest.raises(SpeccError) as caught:
+        resume(str(run), tf.options())
+    found = caught.value.diagnostics[0]
+    assert found.code == "E101" and refused in found.message and found.span.path == str(copy)

@@ -88,14 +88,12 @@ def member_tree(tree: dict, i: int) -> dict:
 
 def prepare_member(run_dir: str, tree: dict, info: dict, i: int, nproc: int) -> str:
     """RUN_DIR/member_<i>/, an ordinary run directory (made on first use) whose data split is the ensemble's."""
-    from specc.train.rundir import write_run
+    from specc.train.rundir import prepare_part
 
     member_dir = os.path.join(run_dir, f"member_{i}")
-    if not os.path.isdir(member_dir):
-        os.makedirs(member_dir)
-        write_run(member_dir, member_tree(tree, i), os.path.join(run_dir, "spec.yaml"),
-                  {"data_dir": info.get("data_dir"), "nproc": nproc,
-                   "data_seed": tree["training"].get("seed", 0) or 0, "member": i})
+    prepare_part(member_dir, member_tree(tree, i), os.path.join(run_dir, "spec.yaml"),
+                 {"data_dir": info.get("data_dir"), "nproc": nproc,
+                  "data_seed": tree["training"].get("seed", 0) or 0, "member": i})
     return member_dir
 
 

@@ -16,7 +16,6 @@ import shutil
 import sys
 from dataclasses import dataclass, field, replace
 
-import yaml
 from safetensors import SafetensorError
 
 from specc.diagnostics import Diagnostic, Span, SpeccError, error
@@ -24,8 +23,8 @@ from specc.limits import DEFAULT_LIMITS, Limits
 from specc.train.checkpoint import CHECKPOINT, load_checkpoint, write_atomic
 from specc.train.device import describe, prepare, resolve_device, torch_threads, use_threads
 from specc.train.distributed import SINGLE, World, spawn, world_from_env
-from specc.train.rundir import (SPEC_COPY, check_new_run_dir, create_run_dir, default_run_dir, read_run,
-                                resolved_tree, set_training, write_run)
+from specc.train.rundir import (SPEC_COPY, check_new_run_dir, check_unchanged, create_run_dir, default_run_dir,
+                                read_run, read_tree, remove_leftovers, resolved_tree, set_training, write_run)
 
 SUMMARY = "summary.json"
 
@@ -131,30 +130,49 @@ def start_run(spec_path: str, run_dir: str, epochs: int | None, seed: int | None
     preflight(compiled, cfg, arrays, options.limits)
     create_run_dir(run_dir)
     write_run(run_dir, tree, spec_path, {"data_dir": _abs(options.data_dir), "nproc": options.nproc,
-                                         "device": describe(device), "threads": torch_threads()})
+                                         "device": describe(device), "threads": torch_threads(),
+                                         "checkpoint_every": options.checkpoint_every, "plots": options.plots})
     return arrays
 
 
 def resume(run_dir: str, options: RunOptions = RunOptions()) -> RunResult:
     """Continue the run in `run_dir` from its last checkpoint (or finish nothing if it is complete), on
     `options.device`: a run may continue on another device than it began on."""
-    use_threads(options.threads)
     info = read_run(run_dir)
-    options = replace(options, data_dir=options.data_dir or info.get("data_dir"))
+    options = as_started(replace(options, data_dir=options.data_dir or info.get("data_dir")), info)
+    use_threads(options.threads)
     world = world_from_env()
     if world.size > 1:
         _refuse_composite(run_dir)
+        if world.main:
+            remove_leftovers(run_dir)
         return train_in_dir(run_dir, options, world)
     if options.nproc == 1 and info.get("nproc", 1) > 1:
         options = replace(options, nproc=info["nproc"])
     return run_in_dir(run_dir, options)
 
 
+def as_started(options: RunOptions, info: dict) -> RunOptions:
+    """What `--resume` does not repeat is taken from run.json: the checkpoint interval, no plots, and the
+    thread count of a one-process run (another count rounds sums differently, and the weights would then
+    differ from an uninterrupted run's), capped at the cores this machine gives the process."""
+    if options.threads == 0 and info.get("nproc", 1) == 1 and isinstance(info.get("threads"), int):
+        options = replace(options, threads=max(1, min(info["threads"], len(os.sched_getaffinity(0)))))
+    if options.checkpoint_every == 0 and isinstance(info.get("checkpoint_every"), int):
+        options = replace(options, checkpoint_every=max(0, info["checkpoint_every"]))
+    if info.get("plots") is False:
+        options = replace(options, plots=False)
+    return options
+
+
 def run_in_dir(run_dir: str, options: RunOptions) -> RunResult:
     """Run (or continue) whatever kind of run `run_dir/spec.yaml` describes."""
     from specc.train.interrupt import RunInterrupted
 
-    training = read_tree(run_dir).get("training") or {}
+    tree = read_tree(run_dir)
+    check_unchanged(run_dir, read_run(run_dir), tree)
+    remove_leftovers(run_dir)
+    training = tree.get("training") or {}
     if not (training.get("search") or training.get("ensemble")):
         return run_single(run_dir, options)
     try:
@@ -167,11 +185,6 @@ def run_in_dir(run_dir: str, options: RunOptions) -> RunResult:
         return run_ensemble(run_dir, options)
     except RunInterrupted:  # a member or trial stopped: `--resume` continues the whole run, not that part
         raise RunInterrupted(run_dir) from None
-
-
-def read_tree(run_dir: str) -> dict:
-    with open(os.path.join(run_dir, SPEC_COPY)) as handle:
-        return yaml.safe_load(handle)
 
 
 def run_single(run_dir: str, options: RunOptions) -> RunResult:

@@ -86,6 +86,8 @@ def check_new_run_dir(path: str) -> None:
     if os.path.exists(path) and not os.path.isdir(path):
         raise error("E101", f"run directory {path} exists and is not a directory", Span(path),
                     "give `-o` a new directory name")
+    if os.path.isdir(path) and stillborn(path):
+        return  # a start killed before its run.json: starting again overwrites what it wrote
     if os.path.isdir(path) and os.listdir(path):
         held = os.path.exists(os.path.join(path, RUN_INFO))
         raise error("E101", f"run directory {path} " + ("already holds a run" if held else "is not empty"),
@@ -94,10 +96,92 @@ def check_new_run_dir(path: str) -> None:
 
 
 def write_run(path: str, tree: dict, source: str, info: dict) -> None:
-    write_atomic(os.path.join(path, SPEC_COPY), spec_text(tree, source))
+    """The spec copy, then run.json: a directory with run.json is a complete start."""
+    text = spec_text(tree, source)
+    write_atomic(os.path.join(path, SPEC_COPY), text)
     info = {"format": RUN_FORMAT, "source": os.path.abspath(source), "specc_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **info}
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "spec_digest": spec_digest(yaml.safe_load(text)), **info}
     write_atomic(os.path.join(path, RUN_INFO), json.dumps(info, indent=1) + "\n")
+
+
+def prepare_part(path: str, tree: dict, source: str, info: dict) -> None:
+    """A member's or trial's run directory, made on first use, and made again when a kill came between
+    making it and writing its run.json."""
+    if os.path.isfile(os.path.join(path, RUN_INFO)):
+        return
+    os.makedirs(path, exist_ok=True)
+    write_run(path, tree, source, info)
+
+
+def stillborn(path: str) -> bool:
+    """A run directory whose start was killed before run.json was written: nothing but its spec copy and
+    temporary files. Nothing was trained in it."""
+    names = [name for name in os.listdir(path) if not is_leftover(name)]
+    return RUN_INFO not in names and set(names) <= {SPEC_COPY}
+
+
+# Temporary files that a process killed mid-write leaves (the rename over the real file never came):
+# specc's own (`.checkpoint.*`, `.specc-weights-*`, `.<file>.*` of write_atomic) and safetensors' `.tmp*`.
+_RUN_FILES = ("spec.yaml", "run.json", "summary.json", "metrics.jsonl", "trials.jsonl", "loss.png", "accuracy.png",
+              "checkpoint.json")
+_LEFTOVER_PREFIXES = (".checkpoint.", ".specc-weights-", ".tmp") + tuple(f".{name}." for name in _RUN_FILES)
+
+
+def is_leftover(name: str) -> bool:
+    return name.startswith(_LEFTOVER_PREFIXES)
+
+
+def remove_leftovers(path: str) -> None:
+    """Delete the temporary files of earlier, killed sessions. Only a session of this run writes here, and
+    it has not started writing yet."""
+    for entry in os.scandir(path):
+        if is_leftover(entry.name) and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass  # gone already, or not ours to delete: it costs only disk space
+
+
+def spec_digest(tree) -> str:
+    """What a resumed run must still train: the spec copy without `training.epochs`, which may be raised
+    (or lowered) to train on further (or stop sooner)."""
+    import copy
+    import hashlib
+
+    tree = copy.deepcopy(tree) if isinstance(tree, dict) else tree
+    if isinstance(tree, dict) and isinstance(tree.get("training"), dict):
+        tree["training"].pop("epochs", None)
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_tree(path: str) -> dict:
+    """The run's spec copy as plain data; a copy that is no longer YAML is a located error."""
+    copy_path = os.path.join(path, SPEC_COPY)
+    try:
+        with open(copy_path) as handle:
+            tree = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        span = Span(copy_path, mark.line + 1, mark.column + 1) if mark else Span(copy_path)
+        raise error("E101", f"the run's spec copy is no longer valid YAML ({getattr(exc, 'problem', None) or exc})",
+                    span, "undo the edit, or start again with `specc train SPEC -o NEW_DIR`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error("E101", f"the run's spec copy cannot be read ({exc})", Span(copy_path)) from None
+    if not isinstance(tree, dict):
+        raise error("E101", "the run's spec copy is not a spec (a YAML mapping)", Span(copy_path),
+                    "undo the edit, or start again with `specc train SPEC -o NEW_DIR`")
+    return tree
+
+
+def check_unchanged(path: str, info: dict, tree: dict) -> None:
+    """Refuse to continue a run whose spec copy was edited in anything but `training.epochs`: the checkpoint
+    holds the state of the spec it began with (its batch size, seed, schedule, network)."""
+    recorded = info.get("spec_digest")
+    if recorded is not None and recorded != spec_digest(tree):
+        raise error("E101", f"the spec copy in {path} was changed after the run began; only `training.epochs` may "
+                    "change in a run", Span(os.path.join(path, SPEC_COPY)),
+                    "undo the edit, or start a new run with the changed spec: `specc train SPEC -o NEW_DIR`")
 
 
 def read_run(path: str) -> dict:
@@ -105,6 +189,9 @@ def read_run(path: str) -> dict:
     if not os.path.isdir(path):
         raise error("E101", f"no run directory {path}", Span(path), "give `--resume` the `-o` directory of a run")
     info_path = os.path.join(path, RUN_INFO)
+    if stillborn(path) and os.path.isfile(os.path.join(path, SPEC_COPY)):
+        raise error("E101", f"the run in {path} was stopped while it was being created, before training began",
+                    Span(path), f"start it again: `specc train SPEC -o {path}`")
     if not (os.path.isfile(info_path) and os.path.isfile(os.path.join(path, SPEC_COPY))):
         raise error("E101", f"{path} is not a run directory (it has no {RUN_INFO} and {SPEC_COPY})", Span(path),
                     "give `--resume` the directory a `specc train` run wrote")

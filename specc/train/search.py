@@ -106,7 +106,7 @@ def checked_trials(trials: list, space: dict) -> list:
 
 
 def run_search(run_dir: str, options):
-    from specc.train.rundir import write_run
+    from specc.train.rundir import prepare_part
     from specc.train.run import (RunResult, compile_copy, load_data, read_run, read_summary, read_tree, run_in_dir,
                                  write_summary)
     from specc.train.session import config_span
@@ -125,11 +125,9 @@ def run_search(run_dir: str, options):
     rows = []
     for i, values in enumerate(draws):
         trial_dir = os.path.join(run_dir, f"trial_{i}")
-        if not os.path.isdir(trial_dir):
-            os.makedirs(trial_dir)
-            write_run(trial_dir, trial_tree(tree, values), os.path.join(run_dir, "spec.yaml"),
-                      {"data_dir": info.get("data_dir"), "nproc": options.nproc, "data_seed": compiled.spec.seed,
-                       "trial": i, "values": values})
+        prepare_part(trial_dir, trial_tree(tree, values), os.path.join(run_dir, "spec.yaml"),
+                     {"data_dir": info.get("data_dir"), "nproc": options.nproc, "data_seed": compiled.spec.seed,
+                      "trial": i, "values": values})
         if options.progress:
             shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
             print(f"trial {i + 1}/{len(draws)}: {shown}", file=sys.stderr, flush=True)
