@@ -191,12 +191,18 @@ def test_a_start_killed_before_run_json_can_be_started_again(tmp_path):
     spec = tf.write_spec(tmp_path, "epochs: 1\nbatch_size: 32")
     run = tmp_path / "run"
     run.mkdir()
-    (run / "spec.yaml").write_text("# half of a start\n")
+    (run / "spec.yaml").write_text("# The spec this run trains: tiny.yaml, resolved by specc\nspecc: 1\n")
     (run / ".run.json.abc123").write_text("{")
     with pytest.raises(SpeccError) as caught:
         resume(str(run), tf.options())
     assert "stopped while it was being created" in str(caught.value) and f"-o {run}" in str(caught.value)
     assert train(spec, str(run), options=tf.options()).best is not None
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "spec.yaml").write_text("specc: 1\n")  # a user's own spec is never taken for a half-made run
+    with pytest.raises(SpeccError) as caught:
+        train(spec, str(own), options=tf.options())
+    assert "is not empty" in str(caught.value) and (own / "spec.yaml").read_text() == "specc: 1\n"
 
 
 def test_resume_removes_what_killed_writes_left_behind(tmp_path):

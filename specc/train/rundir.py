@@ -51,8 +51,11 @@ def set_training(tree: dict, dotted: str, value) -> None:
     node[keys[-1]] = value
 
 
+SPEC_HEADER = b"# The spec this run trains: "
+
+
 def spec_text(tree: dict, source: str) -> str:
-    header = (f"# The spec this run trains: {source}, resolved by specc {__version__}\n"
+    header = (f"{SPEC_HEADER.decode()}{source}, resolved by specc {__version__}\n"
               "# (`extends` merged, paths absolute). `specc train --resume` reads this copy.\n")
     return header + yaml.safe_dump(tree, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100)
 
@@ -118,7 +121,21 @@ def stillborn(path: str) -> bool:
     """A run directory whose start was killed before run.json was written: nothing but its spec copy and
     temporary files. Nothing was trained in it."""
     names = [name for name in os.listdir(path) if not is_leftover(name)]
-    return RUN_INFO not in names and set(names) <= {SPEC_COPY}
+    if RUN_INFO in names or not set(names) <= {SPEC_COPY}:
+        return False
+    return not names or _is_spec_copy(os.path.join(path, SPEC_COPY))
+
+
+def _is_spec_copy(path: str) -> bool:
+    """Whether `path` is a copy specc wrote (its header), not a user's own spec.yaml, which is never
+    overwritten. A copy killed before its first bytes is empty."""
+    if not os.path.isfile(path):  # never opened otherwise: a pipe would hang the read
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(SPEC_HEADER)) in (b"", SPEC_HEADER)
+    except OSError:
+        return False
 
 
 # Temporary files that a process killed mid-write leaves (the rename over the real file never came):
