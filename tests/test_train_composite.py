@@ -156,3 +156,29 @@ def test_a_part_killed_while_its_directory_was_made_is_made_again(tmp_path, kind
     resume(str(killed), tf.options())
     a, b = load_file(str(whole / "model.safetensors")), load_file(str(killed / "model.safetensors"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_an_ensemble_and_a_search_plot_each_part(tmp_path, monkeypatch):
+    """The top of an ensemble or search has loss.png and accuracy.png: one validation curve per member or
+    trial, drawn as each finishes."""
+    from specc.train import plots
+
+    drawn = []
+    original = plots._curve
+    monkeypatch.setattr(plots, "_curve", lambda axes, rows, split, metric, label: (
+        drawn.append((label, split, metric, len(rows))), original(axes, rows, split, metric, label)))
+    for kind, labels in (("ensemble: {members: 2}", ["member 0 (seed 2)", "member 1 (seed 3)"]),
+                         ("search: {trials: 2, space: {optimizer.sgd.lr: {choice: [0.1, 0.3]}}}",
+                          ["trial 0: lr=", "trial 1: lr="])):
+        drawn.clear()
+        name = kind.split(":")[0]
+        spec = tf.write_spec(tmp_path, f"epochs: 2\nbatch_size: 16\noptimizer: {{sgd: {{lr: 0.1}}}}\nseed: 2\n{kind}",
+                             name=name)
+        run = tmp_path / name
+        train(spec, str(run), options=tf.options(plots=True))
+        for png in ("loss.png", "accuracy.png"):
+            assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        last = drawn[-4:]  # the final redraw: two parts, loss then accuracy
+        assert [(label[:12], split, metric, rows) for label, split, metric, rows in last] == \
+            [(labels[0][:12], "val", "loss", 2), (labels[1][:12], "val", "loss", 2),
+             (labels[0][:12], "val", "accuracy", 2), (labels[1][:12], "val", "accuracy", 2)]

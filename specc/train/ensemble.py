@@ -114,13 +114,18 @@ def run_ensemble(run_dir: str, options):
     compiled = compile_copy(run_dir, options.limits)
     arrays = load_data(compiled, run_dir, options)
     info = read_run(run_dir)
-    results, weights = [], []
+    results, weights, curves = [], [], []
     for i in range(members):
         member_dir = prepare_member(run_dir, tree, info, i, options.nproc)
         if options.progress:
             print(f"member {i + 1}/{members} (seed {base_seed + i}): {member_dir}", file=sys.stderr, flush=True)
         results.append(run_single(member_dir, replace(options, dataset=arrays)))
         weights.append(load_weights(os.path.join(member_dir, "model.safetensors"), compiled.graph))
+        curves.append((f"member {i} (seed {base_seed + i})", member_dir))
+        if options.plots:
+            from specc.train.plots import write_part_plots
+
+            write_part_plots(run_dir, curves, compiled.spec.name)
 
     combined = {f"member_{i}.{name}": array for i, w in enumerate(weights) for name, array in w.items()}
     save_weights(os.path.join(run_dir, "model.safetensors"), combined,

@@ -1,8 +1,10 @@
-"""`loss.png` and `accuracy.png`: the learning curves of a run, redrawn after every epoch."""
+"""`loss.png` and `accuracy.png`: the learning curves of a run, redrawn after every epoch. At the top of an
+ensemble or search they hold one validation curve per member or trial, redrawn as each one finishes."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 
 from specc.train.checkpoint import write_atomic
@@ -10,28 +12,41 @@ from specc.train.checkpoint import write_atomic
 SPLITS = (("train", "train"), ("val", "validation"), ("test", "test"))
 
 
-def _figure_png(history: list, metric: str, title: str, ylabel: str) -> bytes:
+def _axes():
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never a window, even where a display exists
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(6, 4), dpi=100)
-    axes = figure.subplots()
-    epochs = [row["epoch"] for row in history]
+    return figure, figure.subplots()
+
+
+def _curve(axes, history: list, split: str, metric: str, label: str) -> None:
+    points = [(row["epoch"], (row.get(split) or {}).get(metric)) for row in history]
+    points = [(e, v) for e, v in points if v is not None]
+    if points:
+        axes.plot(*zip(*points), marker="o", markersize=3, label=label)
+
+
+def _figure_png(history: list, metric: str, title: str, ylabel: str) -> bytes:
+    figure, axes = _axes()
     for key, label in SPLITS:
-        values = [(row.get(key) or {}).get(metric) for row in history]
-        points = [(e, v) for e, v in zip(epochs, values) if v is not None]
-        if points:
-            axes.plot(*zip(*points), marker="o", markersize=3, label=label)
+        _curve(axes, history, key, metric, label)
+    return _finish(figure, axes, title, ylabel)
+
+
+def _finish(figure, axes, title: str, ylabel: str) -> bytes:
+    from matplotlib.ticker import MaxNLocator
+
     axes.set_xlabel("epoch")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.5 ticks on short runs
     axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend()
+    handles = axes.get_legend_handles_labels()[0]
+    if handles:  # many members or trials: a smaller legend in two columns
+        axes.legend(fontsize="small" if len(handles) > 3 else None, ncol=2 if len(handles) > 8 else 1)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
     return buffer.getvalue()
@@ -41,3 +56,26 @@ def write_plots(run_dir: str, history: list, name: str) -> None:
     write_atomic(os.path.join(run_dir, "loss.png"), _figure_png(history, "loss", f"{name}: loss", "loss"))
     write_atomic(os.path.join(run_dir, "accuracy.png"),
                  _figure_png(history, "accuracy", f"{name}: accuracy", "accuracy"))
+
+
+def read_history(run_dir: str) -> list:
+    """The rows of a run's metrics.jsonl (none when it has not finished an epoch)."""
+    try:
+        with open(os.path.join(run_dir, "metrics.jsonl")) as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    except (OSError, ValueError):
+        return []  # a plot is a view: a missing or damaged history leaves its curve out
+
+
+def write_part_plots(run_dir: str, parts: list, name: str) -> None:
+    """`parts`: (label, run directory) of each member or trial so far. Their validation curves (test curves
+    when there is no validation split), one per part, in `run_dir`."""
+    histories = [(label, read_history(part)) for label, part in parts]
+    split = "val" if any(row.get("val") for _, rows in histories for row in rows) else "test"
+    shown = "validation" if split == "val" else "test"
+    for metric in ("loss", "accuracy"):
+        figure, axes = _axes()
+        for label, rows in histories:
+            _curve(axes, rows, split, metric, label)
+        write_atomic(os.path.join(run_dir, f"{metric}.png"),
+                     _finish(figure, axes, f"{name}: {shown} {metric}", f"{shown} {metric}"))

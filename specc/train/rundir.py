@@ -141,7 +141,7 @@ def _is_spec_copy(path: str) -> bool:
 # Temporary files that a process killed mid-write leaves (the rename over the real file never came):
 # specc's own (`.checkpoint.*`, `.specc-weights-*`, `.<file>.*` of write_atomic) and safetensors' `.tmp*`.
 _RUN_FILES = ("spec.yaml", "run.json", "summary.json", "metrics.jsonl", "trials.jsonl", "loss.png", "accuracy.png",
-              "checkpoint.json")
+              "checkpoint.json", "model.safetensors")
 _LEFTOVER_PREFIXES = (".checkpoint.", ".specc-weights-", ".tmp") + tuple(f".{name}." for name in _RUN_FILES)
 
 

@@ -136,6 +136,12 @@ def run_search(run_dir: str, options):
         rows.append({"trial": i, "values": values, "run_dir": trial_dir, "best_epoch": best.get("epoch"),
                      "val": best.get("val"), "test": best.get("test"), "wall_seconds": result.wall_seconds})
         write_atomic(os.path.join(run_dir, TRIALS), "".join(json.dumps(r) + "\n" for r in rows))
+        if options.plots:
+            from specc.train.plots import write_part_plots
+
+            write_part_plots(run_dir, [(f"trial {r['trial']}: " + ", ".join(f"{k.split('.')[-1]}={_fmt(v)}"
+                                                                            for k, v in r["values"].items()),
+                                        r["run_dir"]) for r in rows], compiled.spec.name)
     winner = max(rows, key=lambda r: (r["val"] or {}).get("accuracy", -1.0))
     model = os.path.join(winner["run_dir"], "model.safetensors")
     if os.path.exists(model):
