@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--no-plots", action="store_true",
                    help="no loss.png and accuracy.png in the run directory (matplotlib is then not needed)")
-    _add_device_options(p)
+    _add_device_options(p, per_process=True)
     _add_safety_options(p)
 
     p = sub.add_parser("eval", help="metrics of a spec with trained weights on the test split")
@@ -201,13 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_device_options(p) -> None:
+def _add_device_options(p, per_process: bool = False) -> None:
     """`specc train` and `specc eval`: where the model computes."""
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto (default): a CUDA GPU when PyTorch sees one, else the CPU")
     p.add_argument("--threads", type=int, default=0, metavar="N",
-                   help="PyTorch's CPU threads (for `specc train`, per process with --nproc; default: "
-                        "PyTorch's, one per core)")
+                   help="PyTorch's CPU threads" + (", per process with --nproc" if per_process else "")
+                   + "; 0 (default): PyTorch's own, one per core")
 
 
 def find_specs(paths: list[str]) -> list[tuple[str, str | None]]:
@@ -434,6 +434,9 @@ def cmd_predict(args) -> int:
     if args.output and not args.output.endswith((".npz", ".npy")):
         raise UsageError(f"--output {args.output}: name a .npz file (every output, keyed by name) "
                          "or a .npy file (a model with one output)")
+    if args.weights and os.path.isdir(args.model):
+        raise UsageError(f"--weights applies to a SPEC: the built model in {args.model} holds its own weights "
+                         f"(build it with them: `specc build SPEC --weights {args.weights} -o DIR`)")
     require_for_predict(args.model, args.backend, args.weights)
     from specc.predict import predict, save_outputs
 

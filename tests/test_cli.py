@@ -108,6 +108,9 @@ def test_predict_backends_agree(tmp_path, capsys):
     assert results["dir"].shape == (2, 10)
     np.testing.assert_allclose(results["dir"], results["torch"], atol=1e-5)
     np.testing.assert_allclose(results["ort"], results["torch"], atol=1e-5)
+    # a built model holds its weights: --weights with it would be ignored, so it is refused
+    assert main(["predict", str(out), "--input", str(tmp_path / "x.npy"), "--weights", "w.safetensors"]) == 2
+    assert "--weights applies to a SPEC" in capsys.readouterr().err
 
 
 def test_predict_rejects_bad_input(tmp_path, capsys):

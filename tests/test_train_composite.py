@@ -127,6 +127,8 @@ def test_random_search_trials_and_table(tmp_path, capsys):
     assert len({r["values"]["optimizer.sgd.lr"] for r in rows}) == 3
     best = max(rows, key=lambda r: r["val"]["accuracy"])
     assert result.kind == "search" and result.best["trial"] == best["trial"]
+    summary = json.load(open(run / "summary.json"))
+    assert summary["epochs_run"] == 1 and summary["device"] == "cpu (1 thread)" and summary["threads"] == 1
     winner = run / f"trial_{best['trial']}" / "model.safetensors"
     assert (run / "model.safetensors").read_bytes() == winner.read_bytes()
     from specc.train.run import summary_text

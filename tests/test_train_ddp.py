@@ -3,6 +3,7 @@
 Slow: each process starts its own Python and torch (run with `-m slow`)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -23,7 +24,10 @@ def test_two_processes_agree_with_one(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     single = train(spec, str(one), options=tf.options())
     double = train(spec, str(two), options=tf.options(nproc=2))
-    assert double.epochs_run == 2 and json.load(open(two / "run.json"))["nproc"] == 2
+    info = json.load(open(two / "run.json"))
+    assert double.epochs_run == 2 and info["nproc"] == 2
+    each = max(1, (os.cpu_count() or 1) // 2)  # each process's share of the cores, as it trained
+    assert info["threads"] == each and double.threads == each
     # each step averages the two halves' gradients: the same update as one process, up to rounding
     a, _ = load_checkpoint(str(one))
     b, _ = load_checkpoint(str(two))

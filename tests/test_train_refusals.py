@@ -290,3 +290,11 @@ def test_distillation_files_are_refused_at_their_line(tmp_path, distill, code, k
     found = refusal(spec, str(tmp_path / "run"))
     assert (found.code, found.span.path) == (code, spec) and text in found.message
     assert f"{key}:" in open(spec).read().splitlines()[found.span.line - 1][found.span.column - 1:]
+
+
+def test_a_run_that_diverges_before_training_anything_points_at_the_users_spec(tmp_path):
+    """Nothing was trained, so the run directory is removed; the diagnostic must not name its deleted copy."""
+    spec = tf.write_spec(tmp_path, "epochs: 1\nbatch_size: 16\noptimizer: {sgd: {lr: 1.0e+30}}")
+    found = refusal(spec, str(tmp_path / "run"))
+    assert found.code == "E102" and "diverged" in found.message and found.span.path == spec
+    assert open(spec).read().splitlines()[found.span.line - 1].strip().startswith("optimizer:")

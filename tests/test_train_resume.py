@@ -114,13 +114,18 @@ def test_resume_mid_epoch(tmp_path, monkeypatch, network):
     assert_same_run(whole, crashed)
 
 
-def test_resume_a_finished_run_trains_nothing(tmp_path):
+def test_resume_a_finished_run_trains_nothing(tmp_path, capsys):
     spec = tf.write_spec(tmp_path, "epochs: 1\nbatch_size: 32")
     run = tmp_path / "run"
     first = train(spec, str(run), options=tf.options())
     stamp = os.path.getmtime(run / "checkpoint.safetensors")
     again = resume(str(run), tf.options())
     assert again.best == first.best and os.path.getmtime(run / "checkpoint.safetensors") == stamp
+    assert "not trained further" not in capsys.readouterr().err
+    copy = run / "spec.yaml"
+    copy.write_text(copy.read_text().replace("epochs: 1", "epochs: 3"))
+    assert resume(str(run), tf.options()).epochs_run == 1
+    assert "finished after 1 epoch(s); its spec copy now says 3" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])

@@ -50,6 +50,12 @@ def missing_weights(path: str):
     return error("E080", f"weights file not found: {path}", Span(path, 0), "give the model.safetensors of a run")
 
 
+def unreadable_weights(path: str, exc: Exception):
+    """The error for a file that safetensors cannot read (located at the file as a whole)."""
+    return error("E080", f"{path} is not a readable safetensors file ({type(exc).__name__})", Span.whole_file(path),
+                 "weights are stored as .safetensors: give a run's model.safetensors")
+
+
 def load_weights(path: str, graph: Graph) -> dict:
     """Read a safetensors file (never a pickle) and check it fits the graph, tensor by tensor."""
     import os
@@ -64,8 +70,7 @@ def load_weights(path: str, graph: Graph) -> dict:
 
         tensors = load_file(path)
     except Exception as exc:  # safetensors raises its own error types for malformed headers
-        raise error("E080", f"{shown} is not a readable safetensors file ({type(exc).__name__})", Span(shown),
-                    "weights are stored as .safetensors (see `specc build --weights`)") from None
+        raise unreadable_weights(shown, exc) from None
     diags = Diagnostics()
     expected = {name: info for name, info in graph.params.items() if info.kind != "const"}
     for name, info in expected.items():

@@ -75,11 +75,12 @@ def torch_model(graph, weights: dict | None, device: torch.device | None):
     return fast_layout(to_torch(graph, weights).to(device), device)
 
 
-def describe(device: torch.device) -> str:
-    """`cpu (2 threads)` or `cuda:0 (NVIDIA H200)`: for the run header and run.json."""
+def describe(device: torch.device, threads: int | None = None) -> str:
+    """`cpu (2 threads)` or `cuda:0 (NVIDIA H200)`: for the run header and run.json. `threads`: those of each
+    training process, when they are not this process's."""
     if device.type == "cuda":
         return f"cuda:{device.index or 0} ({torch.cuda.get_device_name(device)})"
-    threads = torch.get_num_threads()
+    threads = threads or torch.get_num_threads()
     return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
 
 

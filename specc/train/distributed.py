@@ -63,8 +63,12 @@ def world_from_env() -> World:
 
 def _share_cores(size: int) -> None:
     """N processes on one machine would each start one thread per core; give each its share."""
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(size)))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
+    torch.set_num_threads(core_share(int(os.environ.get("LOCAL_WORLD_SIZE", str(size)))))
+
+
+def core_share(local_processes: int) -> int:
+    """The threads each of that many processes on this machine gets (before `--threads`)."""
+    return max(1, (os.cpu_count() or 1) // max(1, local_processes))
 
 
 def free_port() -> int:

@@ -63,6 +63,7 @@ def evaluate_spec(spec_path: str, weights_path: str, *, data_dir: str | None = N
                     Span(spec.path), "add e.g. `training: {data: {dataset: mnist}}`")
     output = next(iter(graph.outputs))
     num_classes = graph.outputs[output].type.shape[-1]
+    predict, kind, members = load_predictor(graph, weights_path, where)  # before the data: a bad path fails fast
     arrays = Arrays.from_dataset(dataset) if dataset is not None else \
         load_arrays(compiled, data_dir, limits, num_classes)
     if arrays.test_x is None:
@@ -70,7 +71,6 @@ def evaluate_spec(spec_path: str, weights_path: str, *, data_dir: str | None = N
 
         raise error("E100", f"the data set `{arrays.name}` has no test split", Span(spec.path),
                     "give the data set a test split (e.g. x_test/y_test in an .npz)")
-    predict, kind, members = load_predictor(graph, weights_path, where)
     cfg = training_config(spec.training or {"epochs": 1, "batch_size": 1, "loss": "cross_entropy",
                                             "optimizer": "sgd", "schedule": "constant"})
     loss = make_loss(*cfg.loss, kind if members == 1 else PROBS)
@@ -118,8 +118,7 @@ def load_predictor(graph, weights_path: str, device: torch.device | None = None)
 def _read_tensors(path: str) -> dict:
     import os
 
-    from specc.codegen.weights import missing_weights
-    from specc.diagnostics import Span, error
+    from specc.codegen.weights import missing_weights, unreadable_weights
 
     if not os.path.isfile(path):
         raise missing_weights(path)
@@ -128,7 +127,7 @@ def _read_tensors(path: str) -> dict:
 
         return load_file(path)
     except Exception as exc:  # safetensors raises its own error types for malformed headers
-        raise error("E080", f"{path} is not a readable safetensors file ({type(exc).__name__})", Span(path)) from None
+        raise unreadable_weights(path, exc) from None
 
 
 def format_report(report: dict) -> str:

@@ -217,9 +217,9 @@ class Trainer:
             p.epoch, p.step, p.partial = p.epoch + 1, 0, None
             keep, better = self.monitor.compare(row, p.best)
             p.since_best = 0 if better else p.since_best + 1
+            row["best"] = keep  # in every row, so readers need not treat a missing key as false
             if keep:
                 p.best = row
-                row["best"] = True
                 self.save_model(row)
             if self.monitor.patience is not None and p.since_best >= self.monitor.patience:
                 p.stopped_early = True

@@ -22,9 +22,10 @@ from specc.diagnostics import Diagnostic, Span, SpeccError, error
 from specc.limits import DEFAULT_LIMITS, Limits
 from specc.train.checkpoint import CHECKPOINT, load_checkpoint, write_atomic
 from specc.train.device import describe, prepare, resolve_device, torch_threads, use_threads
-from specc.train.distributed import SINGLE, World, spawn, world_from_env
+from specc.train.distributed import SINGLE, World, core_share, spawn, world_from_env
 from specc.train.rundir import (SPEC_COPY, check_new_run_dir, check_unchanged, create_run_dir, default_run_dir,
-                                read_run, read_tree, remove_leftovers, resolved_tree, set_training, write_run)
+                                read_run, read_tree, relocated, remove_leftovers, resolved_tree, set_training,
+                                write_run)
 
 SUMMARY = "summary.json"
 
@@ -80,10 +81,15 @@ def train(spec_path: str, run_dir: str | None = None, *, epochs: int | None = No
         raise
     try:
         return run_in_dir(run_dir, replace(options, dataset=arrays))
-    except SpeccError:
-        if not _trained_anything(run_dir):
-            _remove_new_run(run_dir, existed)  # nothing was trained: leave no half-made run behind
-        raise
+    except SpeccError as exc:
+        if _trained_anything(run_dir):
+            raise
+        # Nothing was trained: leave no half-made run behind, and say where in the user's spec the problem is.
+        moved = relocated(exc, os.path.join(run_dir, SPEC_COPY), spec_path, options.limits)
+        _remove_new_run(run_dir, existed)
+        if moved is exc:
+            raise
+        raise moved from None
 
 
 def start_run(spec_path: str, run_dir: str, epochs: int | None, seed: int | None, options: RunOptions):
@@ -129,8 +135,10 @@ def start_run(spec_path: str, run_dir: str, epochs: int | None, seed: int | None
                              seed=seed if seed is not None else spec.seed)
     preflight(compiled, cfg, arrays, options.limits)
     create_run_dir(run_dir)
+    # What each training process uses: with --nproc, the workers share the cores out (or take --threads).
+    threads = (options.threads or core_share(options.nproc)) if options.nproc > 1 else torch_threads()
     write_run(run_dir, tree, spec_path, {"data_dir": _abs(options.data_dir), "nproc": options.nproc,
-                                         "device": describe(device), "threads": torch_threads(),
+                                         "device": describe(device, threads), "threads": threads,
                                          "checkpoint_every": options.checkpoint_every, "plots": options.plots})
     return arrays
 
@@ -190,11 +198,21 @@ def run_in_dir(run_dir: str, options: RunOptions) -> RunResult:
 def run_single(run_dir: str, options: RunOptions) -> RunResult:
     done = read_summary(run_dir)
     if done is not None:
+        _note_finished(run_dir, done)
         return done
     if options.nproc > 1:
         _spawn_run(run_dir, options)
         return read_summary(run_dir)
     return train_in_dir(run_dir, options, SINGLE)
+
+
+def _note_finished(run_dir: str, done: RunResult) -> None:
+    """A finished run whose spec copy was given more epochs is not trained further: say so, not nothing."""
+    epochs = (read_tree(run_dir).get("training") or {}).get("epochs")
+    if isinstance(epochs, int) and epochs > done.epochs_run and not done.stopped_early:
+        print(f"specc train: the run in {run_dir} finished after {done.epochs_run} epoch(s); its spec copy now says "
+              f"{epochs}, but a finished run is not trained further. To go on from its weights, start a new run "
+              f"with `init: {{from: {os.path.join(run_dir, 'model.safetensors')}}}`", file=sys.stderr)
 
 
 def compile_copy(run_dir: str, limits: Limits):

@@ -14,7 +14,7 @@ import os
 import yaml
 
 from specc import __version__
-from specc.diagnostics import Span, error
+from specc.diagnostics import Span, SpeccError, error
 from specc.train.checkpoint import write_atomic
 
 SPEC_COPY = "spec.yaml"
@@ -220,3 +220,50 @@ def read_run(path: str) -> dict:
     except (OSError, ValueError) as exc:
         raise error("E101", f"{info_path} is not readable ({exc})", Span(info_path)) from None
     return info
+
+
+def relocated(exc: SpeccError, copy_path: str, spec_path: str, limits) -> SpeccError:
+    """`exc` with the diagnostics located in a run's spec copy pointed at the same key of the user's spec: for
+    a new run that is removed because nothing was trained, whose copy is then gone."""
+    from dataclasses import replace
+
+    from specc.parser.extends import load_with_extends
+
+    if not any(d.span.path == copy_path for d in exc.diagnostics):
+        return exc
+    try:
+        copy_tree, user_tree = load_with_extends(copy_path, limits), load_with_extends(spec_path, limits)
+    except SpeccError:
+        return exc
+    moved = []
+    for diag in exc.diagnostics:
+        if diag.span.path == copy_path:
+            diag = replace(diag, span=_span_at(user_tree, _keys_at(copy_tree, diag.span.line)) or Span(spec_path))
+        moved.append(diag)
+    return SpeccError(moved)
+
+
+def _keys_at(node, line: int, path: tuple = ()) -> tuple:
+    """The key path of the mapping key written on `line` (the deepest), or () when no key is."""
+    from specc.lang.located import Map
+
+    if not isinstance(node, Map):
+        return ()
+    for key, entry in node.entries.items():
+        if entry.key_span.line == line:
+            return path + (key,)
+        found = _keys_at(entry.value, line, path + (key,))
+        if found:
+            return found
+    return ()
+
+
+def _span_at(node, keys: tuple):
+    from specc.lang.located import Map
+
+    span = None
+    for key in keys:
+        if not isinstance(node, Map) or key not in node:
+            return span
+        span, node = node.key_span(key), node.get(key)
+    return span

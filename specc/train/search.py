@@ -122,7 +122,7 @@ def run_search(run_dir: str, options):
                     config_span(compiled.spec, "search"), "hold data out with `data: {validation: 5000}`")
     info = read_run(run_dir)
     draws = trial_values(compiled.spec.training["search"], compiled.spec.seed)
-    rows = []
+    rows, results = [], []
     for i, values in enumerate(draws):
         trial_dir = os.path.join(run_dir, f"trial_{i}")
         prepare_part(trial_dir, trial_tree(tree, values), os.path.join(run_dir, "spec.yaml"),
@@ -132,6 +132,7 @@ def run_search(run_dir: str, options):
             shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
             print(f"trial {i + 1}/{len(draws)}: {shown}", file=sys.stderr, flush=True)
         result = run_in_dir(trial_dir, replace(options, dataset=arrays))
+        results.append(result)
         best = result.best or {}
         rows.append({"trial": i, "values": values, "run_dir": trial_dir, "best_epoch": best.get("epoch"),
                      "val": best.get("val"), "test": best.get("test"), "wall_seconds": result.wall_seconds})
@@ -150,7 +151,8 @@ def run_search(run_dir: str, options):
         os.replace(tmp, os.path.join(run_dir, "model.safetensors"))
     result = RunResult(run_dir, "search", {"trial": winner["trial"], "epoch": winner["best_epoch"],
                                            "val": winner["val"], "test": winner["test"]},
-                       wall_seconds=sum(r["wall_seconds"] for r in rows), parts=rows)
+                       epochs_run=max(r.epochs_run for r in results), wall_seconds=sum(r["wall_seconds"] for r in rows),
+                       parts=rows, device=results[-1].device, threads=results[-1].threads)
     write_summary(run_dir, result)
     return result
 
