@@ -165,7 +165,9 @@ def as_started(options: RunOptions, info: dict) -> RunOptions:
     thread count of a one-process run (another count rounds sums differently, and the weights would then
     differ from an uninterrupted run's), capped at the cores this machine gives the process."""
     if options.threads == 0 and info.get("nproc", 1) == 1 and isinstance(info.get("threads"), int):
-        options = replace(options, threads=max(1, min(info["threads"], len(os.sched_getaffinity(0)))))
+        # the cores this process may use (macOS has no affinity call: all of them)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        options = replace(options, threads=max(1, min(info["threads"], cores)))
     if options.checkpoint_every == 0 and isinstance(info.get("checkpoint_every"), int):
         options = replace(options, checkpoint_every=max(0, info["checkpoint_every"]))
     if info.get("plots") is False:
