@@ -1,3 +1,3 @@
-from specc.cli import main
+from specc.entry import main
 
 raise SystemExit(main())

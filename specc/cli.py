@@ -494,13 +494,13 @@ def cmd_graph(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from specc.deps import require
+    from specc.deps import require_importable
 
     # tqdm draws the progress bar and matplotlib the learning curves: without them, neither is needed.
     needed = ["torch", "safetensors"]
     needed += [] if args.no_progress else ["tqdm"]
     needed += [] if args.no_plots else ["matplotlib"]
-    require(tuple(needed), "train", "`specc train`")
+    require_importable(tuple(needed), "train", "`specc train`")
     from specc.train.run import RunOptions, resume, summary_text, train
 
     if bool(args.spec) == bool(args.resume):
@@ -526,9 +526,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from specc.deps import require
+    from specc.deps import require_importable
 
-    require(("torch", "safetensors"), "train", "`specc eval`")
+    require_importable(("torch", "safetensors"), "train", "`specc eval`")
     from specc.train.device import use_threads
     from specc.train.evaluate import evaluate_spec, format_report
 
@@ -569,6 +569,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # never a traceback for a user; SPECC_DEBUG=1 shows it
         if os.environ.get("SPECC_DEBUG") == "1":
             raise
+        from specc.deps import broken_import, failed_import_outside_specc
+
+        module = failed_import_outside_specc(exc)
+        if module is not None:  # another package failed to import: not specc's bug, and the user can fix it
+            print(format_diagnostics([broken_import(exc, module, f"`specc {args.command}`")], "text"),
+                  file=sys.stderr)
+            return 1
         print(f"specc {args.command}: internal error: {type(exc).__name__}: {str(exc)[:300]}\n"
               "  hint: this is a bug in specc; rerun with SPECC_DEBUG=1 and report the traceback",
               file=sys.stderr)

@@ -33,6 +33,45 @@ def require(modules: str | tuple[str, ...], extra: str, feature: str, hint: str 
         hint or "pip install 'specc[all]' installs every optional dependency"))
 
 
+def require_importable(modules: tuple[str, ...], extra: str, feature: str) -> None:
+    """`require`, then import each module: one that is installed but fails to import (a half-removed
+    package, a wheel for another Python) stops the command before it starts any work, with E098."""
+    require(modules, extra, feature)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a broken package raises whatever its own import raises
+            raise SpeccError(broken_import(exc, name, feature)) from None
+
+
+def broken_import(exc: BaseException, module: str, feature: str) -> Diagnostic:
+    return Diagnostic(
+        "E098", f"{feature} could not import {module}: {type(exc).__name__}: {str(exc)[:300]}", NOWHERE,
+        f"the package that provides `{module}` is installed but broken: reinstall it "
+        f"(pip install --force-reinstall --no-deps PACKAGE), or pip install 'specc[all]' in a fresh environment")
+
+
+def failed_import_outside_specc(exc: BaseException) -> str | None:
+    """The top-level module whose import raised `exc` when it is not specc's own, else None (a bug in specc).
+
+    The first module top level in the traceback that lies outside specc and the import machinery is the
+    package that broke; with none (`from tqdm import tqdm` where tqdm has no such name), the name the
+    ImportError gives."""
+    if not isinstance(exc, ImportError):
+        return None
+    ours = ("specc", "importlib", "__main__")
+    tb, outside = exc.__traceback__, None
+    while tb is not None:
+        frame = tb.tb_frame
+        top = str(frame.f_globals.get("__name__", "")).split(".")[0]
+        importing = frame.f_code.co_name == "<module>"  # a module's top level: the package was being imported
+        if importing and top and top not in ours and not frame.f_code.co_filename.startswith("<"):
+            outside = outside or top  # the first such frame: the package specc imported
+        tb = tb.tb_next
+    named = (exc.name or "").split(".")[0]
+    return outside or (named if named and named not in ours else None)
+
+
 def require_for_build(weights: str | None) -> None:
     # onnx exports and checks the model; safetensors reads a weights file.
     require(("onnx", "safetensors") if weights else ("onnx",), "onnx", "`specc build`")

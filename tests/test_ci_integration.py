@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import ROOT, SPECS, zoo_specs
+from conftest import ROOT, SPECS, run_cli, zoo_specs
 from specc.cli import COMMANDS, main
 
 CI_DOC = os.path.join(ROOT, "docs", "ci.md")
@@ -298,3 +298,36 @@ def test_light_install_in_a_fresh_venv(tmp_path, request):
     build = subprocess.run([specc, "build", os.path.join(SPECS, "lenet5.yaml"), "-o", str(tmp_path / "out")],
                            capture_output=True, text=True, cwd=tmp_path)
     assert build.returncode == 1 and build.stderr.startswith("error[E098]: `specc build` needs onnx")
+
+
+def _broken_package(root, name: str) -> dict:
+    """An environment in which `name` is installed but raises on import, as a half-removed package does."""
+    package = root / name
+    package.mkdir()
+    (package / "__init__.py").write_text('raise ImportError("libbroken.so: cannot open shared object file")\n')
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "specs/tiny_mlp.yaml", "--no-plots"],  # checked before the run starts
+    ["build", "specs/tiny_mlp.yaml"],  # caught where the command imports it (SPECC_CHECK_ONNX: the checker)
+], ids=["train-tqdm", "build-onnx"])
+def test_a_broken_package_is_e098_not_an_internal_error(command, tmp_path):
+    broken = "tqdm" if command[0] == "train" else "onnx"
+    env = {**_broken_package(tmp_path, broken), "SPECC_CHECK_ONNX": "1"}
+    result = run_cli(*command, "-o", str(tmp_path / "out"), env=env)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"error[E098]: `specc {command[0]}` could not import {broken}: ImportError: "
+                                    "libbroken.so"), result.stderr
+    assert "installed but broken" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "model.onnx").exists() and not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_an_import_error_inside_specc_stays_an_internal_error(monkeypatch, capsys):
+    from specc import cli
+
+    def broken(args):
+        raise ImportError("cannot import name 'nothing' from 'specc.diagnostics'", name="specc.diagnostics")
+    monkeypatch.setitem(cli.COMMANDS, "validate", broken)
+    assert cli.main(["validate", "specs/tiny_mlp.yaml"]) == 3
+    assert "internal error: ImportError" in capsys.readouterr().err

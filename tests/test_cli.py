@@ -227,3 +227,32 @@ def test_validate_checks_the_memory_budget_only_when_asked(tmp_path, capsys):
     assert main(["validate", str(spec)]) == 0
     assert main(["validate", str(spec), "--memory-budget", "1G"]) == 1
     assert "error[E091]" in capsys.readouterr().out
+
+
+class _InterruptingImport:
+    """A meta-path finder that raises KeyboardInterrupt when specc.cli is imported, as Ctrl-C during it does."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "specc.cli":
+            raise KeyboardInterrupt
+        return None
+
+
+@pytest.mark.parametrize("where", ["import", "parse"])
+def test_ctrl_c_before_the_command_runs_is_not_a_traceback(where, monkeypatch, capsys):
+    """The console script's entry catches an interrupt while the command line is imported or parses its arguments."""
+    import sys
+
+    from specc import entry
+
+    if where == "import":
+        monkeypatch.delitem(sys.modules, "specc.cli")
+        monkeypatch.setattr(sys, "meta_path", [_InterruptingImport(), *sys.meta_path])
+    else:
+        import specc.cli
+
+        def interrupted_parser():
+            raise KeyboardInterrupt
+        monkeypatch.setattr(specc.cli, "build_parser", interrupted_parser)
+    assert entry.main() == 130
+    assert capsys.readouterr().err == "specc: interrupted\n"

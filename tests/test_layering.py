@@ -22,7 +22,7 @@ LAYER_OF = {  # module prefix -> layer; the longest matching prefix wins
     "specc.compiler": "pipeline", "specc.build": "pipeline", "specc.predict": "pipeline",
     "specc.inspection": "pipeline", "specc.reference": "pipeline", "specc.op_examples": "pipeline",
     "specc.graph": "pipeline", "specc.graph_draw": "pipeline", "specc.ensemble_build": "pipeline", "specc.tta_build": "pipeline", "specc.graph_layout": "pipeline", "specc.grouping": "pipeline", "specc.train": "pipeline", "specc.bench": "pipeline", "specc.precision": "pipeline",
-    "specc.cli": "cli", "specc.__main__": "cli",
+    "specc.cli": "cli", "specc.__main__": "cli", "specc.entry": "cli",
 }
 
 # What each layer may import (besides itself).
