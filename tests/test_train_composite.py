@@ -55,6 +55,13 @@ def test_ensemble_members_and_combined_file(tmp_path):
             assert choice == counts.argmax()
     vote_acc = float((predict(x).argmax(-1).numpy() == data.test.y).mean())
     assert result.best["test"]["accuracy"] == pytest.approx(vote_acc)
+    # the run's own metrics.jsonl: every member's epochs, then the combined model's row
+    rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    assert [(r.get("member"), r.get("epoch")) for r in rows] == [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2),
+                                                                  (None, None)]
+    assert rows[0] == {"member": 0, **firsts[0]}
+    assert rows[-1] == {"combined": "vote", "members": 3, "val": result.best.get("val"),
+                        "test": result.best["test"], "best": True}
     # a finished ensemble resumes to its summary
     assert resume(str(run), tf.options(dataset=data)).best == result.best
 
@@ -129,6 +136,10 @@ def test_random_search_trials_and_table(tmp_path, capsys):
     assert result.kind == "search" and result.best["trial"] == best["trial"]
     summary = json.load(open(run / "summary.json"))
     assert summary["epochs_run"] == 1 and summary["device"] == "cpu (1 thread)" and summary["threads"] == 1
+    top = [json.loads(line) for line in open(run / "metrics.jsonl")]  # each trial's epochs, marked
+    assert [r["trial"] for r in top] == [0, 1, 2]
+    assert all({k: v for k, v in r.items() if k != "trial"} == json.loads(open(run / f"trial_{i}" / "metrics.jsonl")
+                                                                           .readline()) for i, r in enumerate(top))
     winner = run / f"trial_{best['trial']}" / "model.safetensors"
     assert (run / "model.safetensors").read_bytes() == winner.read_bytes()
     from specc.train.run import summary_text

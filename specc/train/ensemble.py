@@ -101,6 +101,7 @@ def run_ensemble(run_dir: str, options):
     from specc.codegen.weights import load_weights, save_weights
     from specc.train.device import describe, resolve_device, torch_model, torch_threads
     from specc.train.evaluate import evaluate, host_tensor
+    from specc.train.rundir import write_part_metrics
     from specc.train.run import (RunResult, compile_copy, load_data, read_run, read_summary, read_tree, run_single,
                                  write_summary)
 
@@ -122,6 +123,7 @@ def run_ensemble(run_dir: str, options):
         results.append(run_single(member_dir, replace(options, dataset=arrays)))
         weights.append(load_weights(os.path.join(member_dir, "model.safetensors"), compiled.graph))
         curves.append((f"member {i} (seed {base_seed + i})", member_dir))
+        write_part_metrics(run_dir, "member", list(enumerate(part for _, part in curves)))
         if options.plots:
             from specc.train.plots import write_part_plots
 
@@ -147,6 +149,9 @@ def run_ensemble(run_dir: str, options):
         if x is not None:
             best[key] = evaluate(predict, host_tensor(x), host_tensor(y), loss, num_classes,
                                  device=device).results(cfg.metrics)
+    write_part_metrics(run_dir, "member", list(enumerate(part for _, part in curves)),
+                       {"combined": combine, "members": members, "val": best.get("val"), "test": best.get("test"),
+                        "best": True})
     parts = [{"member": i, "seed": base_seed + i, "run_dir": r.run_dir,
               "best_epoch": (r.best or {}).get("epoch"),
               "val": (r.best or {}).get("val"), "test": (r.best or {}).get("test")} for i, r in enumerate(results)]

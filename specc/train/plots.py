@@ -8,6 +8,7 @@ import json
 import os
 
 from specc.train.checkpoint import write_atomic
+from specc.train.rundir import read_history
 
 SPLITS = (("train", "train"), ("val", "validation"), ("test", "test"))
 
@@ -56,15 +57,6 @@ def write_plots(run_dir: str, history: list, name: str) -> None:
     write_atomic(os.path.join(run_dir, "loss.png"), _figure_png(history, "loss", f"{name}: loss", "loss"))
     write_atomic(os.path.join(run_dir, "accuracy.png"),
                  _figure_png(history, "accuracy", f"{name}: accuracy", "accuracy"))
-
-
-def read_history(run_dir: str) -> list:
-    """The rows of a run's metrics.jsonl (none when it has not finished an epoch)."""
-    try:
-        with open(os.path.join(run_dir, "metrics.jsonl")) as handle:
-            return [json.loads(line) for line in handle if line.strip()]
-    except (OSError, ValueError):
-        return []  # a plot is a view: a missing or damaged history leaves its curve out
 
 
 def write_part_plots(run_dir: str, parts: list, name: str) -> None:

@@ -160,6 +160,23 @@ def remove_leftovers(path: str) -> None:
                 pass  # gone already, or not ours to delete: it costs only disk space
 
 
+def read_history(run_dir: str) -> list:
+    """The rows of a run's metrics.jsonl (none when it has not finished an epoch)."""
+    try:
+        with open(os.path.join(run_dir, "metrics.jsonl")) as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    except (OSError, ValueError):
+        return []  # plots and a composite run's rows are views: a missing or damaged history is left out
+
+
+def write_part_metrics(run_dir: str, key: str, parts: list, combined: dict | None = None) -> None:
+    """An ensemble's or a search's own metrics.jsonl: the rows of each part so far (`parts`: index, run
+    directory), each marked `key: index` (`member` or `trial`), then the combined model's row if given."""
+    rows = [{key: index, **row} for index, part in parts for row in read_history(part)]
+    rows += [combined] if combined else []
+    write_atomic(os.path.join(run_dir, "metrics.jsonl"), "".join(json.dumps(row) + "\n" for row in rows))
+
+
 def spec_digest(tree) -> str:
     """What a resumed run must still train: the spec copy without `training.epochs`, which may be raised
     (or lowered) to train on further (or stop sooner)."""
