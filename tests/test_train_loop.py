@@ -163,15 +163,23 @@ def test_macro_metrics_by_hand():
 
 # --- Polyak averaging ----------------------------------------------------------------------------
 
-def test_ema_matches_averaged_model(tmp_path):
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+@pytest.mark.parametrize("steps", [4, 40])
+def test_ema_matches_averaged_model(tmp_path, steps):
+    """AveragedModel with an EMA whose decay warms up as TensorFlow's ExponentialMovingAverage(num_updates):
+    min(decay, (1 + n) / (10 + n)). Four steps at 0.9 stay in the warm-up; 40 at 0.5 pass it (from n = 8)."""
+    from torch.optim.swa_utils import AveragedModel
 
-    session, trainer = tf.session(tmp_path, "batch_size: 16\noptimizer: {sgd: {lr: 0.5}}\nema: 0.9")
+    decay = 0.9 if steps == 4 else 0.5
+    session, trainer = tf.session(tmp_path, f"batch_size: 16\noptimizer: {{sgd: {{lr: 0.5}}}}\nema: {decay}")
     key = {name: name.replace(".", "__") for name, _ in session.module.spec_parameters()}
     shadow = torch.nn.ParameterDict({key[n]: torch.nn.Parameter(p.detach().clone())
                                      for n, p in session.module.spec_parameters()})
-    averaged = AveragedModel(shadow, multi_avg_fn=get_ema_multi_avg_fn(0.9))
-    for x, y in tf.batches(4):
+
+    def warmed_up(average, current, n):  # n: updates made so far (1 at the first average after the copy)
+        d = min(decay, (1 + int(n)) / (10 + int(n)))
+        return d * average + (1 - d) * current
+    averaged = AveragedModel(shadow, avg_fn=warmed_up)
+    for x, y in tf.batches(steps):
         trainer.step(x, y, 1.0)
         with torch.no_grad():
             for n, p in session.module.spec_parameters():
@@ -180,7 +188,10 @@ def test_ema_matches_averaged_model(tmp_path):
     ours = session.eval_module.spec_state()
     for name in key:
         np.testing.assert_allclose(ours[name], averaged.module[key[name]].detach().numpy(), atol=1e-6, err_msg=name)
-    assert not np.allclose(ours["dense_2.weight"], session.module.spec_state()["dense_2.weight"])
+    if steps == 4:
+        assert not np.allclose(ours["dense_2.weight"], session.module.spec_state()["dense_2.weight"])
+    else:
+        assert [session.averager.decay_at(n) for n in (1, 7, 8, 39)] == [2 / 11, 8 / 17, 0.5, 0.5]
     assert session.kept_weights()["dense_2.weight"] is not None
 
 

@@ -1,10 +1,18 @@
 """Polyak averaging of the weights (`training.ema`): what evaluation, `model.safetensors` and the built
 model use when the spec asks for it.
 
-The same update as `torch.optim.swa_utils.AveragedModel` with `get_ema_multi_avg_fn(decay)`: the first
-update copies the weights, each later one moves the average a fraction (1 - decay) toward them. Buffers
-(batchnorm statistics) are not averaged: the averaged model takes the live model's, as AveragedModel
-with `use_buffers=False` followed by a copy does.
+The update of `torch.optim.swa_utils.AveragedModel` with an EMA `avg_fn`: the first update copies the
+weights, each later one moves the average a fraction (1 - decay) toward them. The decay warms up as
+TensorFlow's `ExponentialMovingAverage(num_updates=...)` makes it: update n uses
+min(decay, (1 + n) / (10 + n)), so the average forgets the initial weights within the first few hundred
+steps instead of ~1/(1 - decay) of them. Without the warm-up, `ema: 0.999` on MNIST still held 42% of
+the random initial weights after an epoch of 859 steps, and validated at 10-45% for the first epochs
+while the live model stood at 98%; with it, 98% after the first epoch. From update 10/(1 - decay) on
+(9,000 at 0.999) the decay is the spec's.
+
+Buffers (batchnorm statistics) are not averaged: the averaged model takes the live model's, as
+AveragedModel with `use_buffers=False` followed by a copy does. (Averaging them as well changed nothing
+measurable with the warm-up, and without it left the model at chance.)
 """
 
 from __future__ import annotations
@@ -31,8 +39,12 @@ class Averager:
         if self.updates == 0:
             torch._foreach_copy_(averaged, current)
         else:
-            torch._foreach_lerp_(averaged, current, 1.0 - self.decay)
+            torch._foreach_lerp_(averaged, current, 1.0 - self.decay_at(self.updates))
         self.updates += 1
+
+    def decay_at(self, update: int) -> float:
+        """The decay of update number `update` (counted from 0, the copy)."""
+        return min(self.decay, (1 + update) / (10 + update))
 
     @torch.no_grad()
     def sync_buffers(self) -> None:
