@@ -141,6 +141,26 @@ def test_expand_keeps_each_shifted_copy_with_probability_p():
     assert not np.array_equal(half[:2900], expand_static(x, y, [Step(0.5)], seed=4)[0][:2900])
 
 
+def test_a_run_expands_its_training_set_once(tmp_path, monkeypatch):
+    """The preflight (on the user's spec) and the training (on the run's copy) share one expansion."""
+    from specc.train import augment
+
+    calls = []
+    original = augment.expand_static
+    monkeypatch.setattr(augment, "expand_static", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    spec = tf.write_spec(tmp_path, "epochs: 1\nbatch_size: 16\noptimizer: {sgd: {lr: 0.1}}",
+                         augment="[{expand: {shift: 1}}]")
+    from specc.train.session import Session
+
+    sessions = []
+    made = Session.__init__
+    monkeypatch.setattr(Session, "__init__", lambda self, *a, **k: (made(self, *a, **k), sessions.append(self))[0])
+    train(spec, str(tmp_path / "run"), options=tf.options())
+    assert len(calls) == 1
+    # both the preflight's session and the training's saw the expanded set: five times the mini-batches
+    assert [s.steps_per_epoch for s in sessions] == [len(tf.dataset().train.y) * 5 // 16] * 2
+
+
 def test_search_checks_extreme_draws_beyond_the_first_hundred():
     from specc.train.search import FIRST_CHECKED, checked_trials
 
