@@ -11,8 +11,8 @@ while the live model stood at 98%; with it, 98% after the first epoch. From upda
 (9,000 at 0.999) the decay is the spec's.
 
 Buffers (batchnorm statistics) are not averaged: the averaged model takes the live model's, as
-AveragedModel with `use_buffers=False` followed by a copy does. (Averaging them as well changed nothing
-measurable with the warm-up, and without it left the model at chance.)
+AveragedModel with `use_buffers=False` followed by a copy does. (A trial that averaged them as well
+validated as the warm-up alone does over four short epochs: no reason to differ from AveragedModel.)
 """
 
 from __future__ import annotations
