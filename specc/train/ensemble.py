@@ -123,7 +123,7 @@ def run_ensemble(run_dir: str, options):
         results.append(run_single(member_dir, replace(options, dataset=arrays)))
         weights.append(load_weights(os.path.join(member_dir, "model.safetensors"), compiled.graph))
         curves.append((f"member {i} (seed {base_seed + i})", member_dir))
-        write_part_metrics(run_dir, "member", list(enumerate(part for _, part in curves)))
+        write_part_metrics(run_dir, "member", [part for _, part in curves])
         if options.plots:
             from specc.train.plots import write_part_plots
 
@@ -149,7 +149,7 @@ def run_ensemble(run_dir: str, options):
         if x is not None:
             best[key] = evaluate(predict, host_tensor(x), host_tensor(y), loss, num_classes,
                                  device=device).results(cfg.metrics)
-    write_part_metrics(run_dir, "member", list(enumerate(part for _, part in curves)),
+    write_part_metrics(run_dir, "member", [part for _, part in curves],
                        {"combined": combine, "members": members, "val": best.get("val"), "test": best.get("test"),
                         "best": True})
     parts = [{"member": i, "seed": base_seed + i, "run_dir": r.run_dir,

@@ -4,7 +4,6 @@ ensemble or search they hold one validation curve per member or trial, redrawn a
 from __future__ import annotations
 
 import io
-import json
 import os
 
 from specc.train.checkpoint import write_atomic

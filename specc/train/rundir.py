@@ -169,10 +169,10 @@ def read_history(run_dir: str) -> list:
         return []  # plots and a composite run's rows are views: a missing or damaged history is left out
 
 
-def write_part_metrics(run_dir: str, key: str, parts: list, combined: dict | None = None) -> None:
-    """An ensemble's or a search's own metrics.jsonl: the rows of each part so far (`parts`: index, run
-    directory), each marked `key: index` (`member` or `trial`), then the combined model's row if given."""
-    rows = [{key: index, **row} for index, part in parts for row in read_history(part)]
+def write_part_metrics(run_dir: str, key: str, part_dirs: list, combined: dict | None = None) -> None:
+    """An ensemble's or a search's own metrics.jsonl: the rows of each part so far (`part_dirs`, in order),
+    each marked `key: index` (`member` or `trial`), then the combined model's row if given."""
+    rows = [{key: index, **row} for index, part in enumerate(part_dirs) for row in read_history(part)]
     rows += [combined] if combined else []
     write_atomic(os.path.join(run_dir, "metrics.jsonl"), "".join(json.dumps(row) + "\n" for row in rows))
 

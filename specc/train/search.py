@@ -137,7 +137,7 @@ def run_search(run_dir: str, options):
         rows.append({"trial": i, "values": values, "run_dir": trial_dir, "best_epoch": best.get("epoch"),
                      "val": best.get("val"), "test": best.get("test"), "wall_seconds": result.wall_seconds})
         write_atomic(os.path.join(run_dir, TRIALS), "".join(json.dumps(r) + "\n" for r in rows))
-        write_part_metrics(run_dir, "trial", [(r["trial"], r["run_dir"]) for r in rows])
+        write_part_metrics(run_dir, "trial", [r["run_dir"] for r in rows])
         if options.plots:
             from specc.train.plots import write_part_plots
 
