@@ -38,7 +38,8 @@ def refusal(spec: str, run: str, **options):
 
 @pytest.mark.parametrize("training,augment,code,text", [
     ("epochs: 1\nbatch_size: 5000", "", "E100", "is larger than the training set"),
-    ("epochs: 1\ninit: {from: nowhere.safetensors}", "", "E080", "file not found"),
+    ("epochs: 1\ninit: {from: nowhere.safetensors}", "", "E080", "nowhere.safetensors: not found"),
+    ("epochs: 1\ninit: {from: .}", "", "E003", "`training.init.from` .: is not a regular file"),
     ("epochs: 1\nearly_stopping: {metric: val_confusion}", "", "E100", "the confusion matrix is a table"),
     ("epochs: 1", "[{crop: {size: [4, 4]}}]", "E076", "would change the input's size"),
     ("epochs: 1", "[{expand: {shift: 1}}, {expand: {shift: 1}}]", "E076", "`expand` is given twice"),

@@ -18,7 +18,7 @@ from specc.train.feed import Arrays
 from specc.train.losses import make_loss, output_kind
 from specc.train.optim import Regularizer, make_optimizer, trainable_set
 from specc.train.schedules import make_schedule
-from specc.train.transfer import apply_init, owner_of, resolve_path
+from specc.train.transfer import apply_init, owner_of, spec_file
 
 FITTED_STEPS = ("mean_image", "zca")
 
@@ -178,28 +178,16 @@ class Teacher:
         return self.module(x)[self.output]
 
 
-def distill_file(spec, distill: dict, key: str, what: str) -> str:
-    """The path of `distill.<key>`, refused at that line when it is no regular file (a pipe is never opened)."""
-    import os
-
-    path = resolve_path(distill[key], spec.path)
-    if not os.path.isfile(path):
-        why = "is not a regular file" if os.path.exists(path) else "not found"
-        code = "E003" if os.path.exists(path) else "E040" if key == "teacher" else "E080"
-        raise error(code, f"`training.distill.{key}` {distill[key]}: {why}",
-                    config_span(spec, "distill", key), f"give the path, relative to this spec, of {what}")
-    return path
-
-
 def load_teacher(compiled, cfg: TrainConfig, limits, device: torch.device | None = None) -> Teacher:
     from specc.codegen.weights import load_weights
     from specc.compiler import compile_spec
 
     spec, distill = compiled.spec, cfg.distill
     span = config_span(spec, "distill", "teacher")
-    teacher_path = distill_file(spec, distill, "teacher", "the teacher's spec (.yaml)")
-    weights_path = distill_file(spec, distill, "weights", "the teacher's trained weights, e.g. its run's "
-                                "model.safetensors")
+    teacher_path = spec_file(distill["teacher"], spec.path, "distill.teacher", span, "the teacher's spec (.yaml)",
+                             missing="E040")
+    weights_path = spec_file(distill["weights"], spec.path, "distill.weights", config_span(spec, "distill", "weights"),
+                             "the teacher's trained weights, e.g. its run's model.safetensors")
     teacher = compile_spec(teacher_path, limits).graph
     try:
         weights = load_weights(weights_path, teacher)

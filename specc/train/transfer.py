@@ -33,19 +33,24 @@ def resolve_path(value: str, spec_path: str) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(spec_path)), os.path.expanduser(value)))
 
 
+def spec_file(value: str, spec_path: str, key: str, span: Span, what: str, missing: str = "E080") -> str:
+    """The path `training.<key>` names (relative to the spec), refused at that line as `missing` when
+    absent, and as E003 when it is not a regular file: a pipe or device is never opened, it could hang."""
+    path = resolve_path(value, spec_path)
+    if not os.path.isfile(path):
+        exists = os.path.exists(path)
+        raise error("E003" if exists else missing,
+                    f"`training.{key}` {value}: {'is not a regular file' if exists else 'not found'}", span,
+                    f"give the path, relative to this spec, of {what}")
+    return path
+
+
 def apply_init(weights: dict, graph, init: dict, spec_path: str, span: Span) -> set:
     """Overwrite `weights` with the `init.from` file's tensors; returns the names to freeze."""
     from safetensors.numpy import load_file
 
-    path = resolve_path(init["from"], spec_path)
-    if os.path.exists(path) and not os.path.isfile(path):  # never opened: a pipe or device could hang the read
-        raise error("E003", f"`training.init.from` {init['from']} is not a regular file", span,
-                    "give the path (relative to the spec) of a .safetensors file, e.g. an earlier run's "
-                    "model.safetensors")
-    if not os.path.isfile(path):
-        raise error("E080", f"`training.init.from` file not found: {init['from']}", span,
-                    "give the path (relative to the spec) of a .safetensors file, e.g. an earlier run's "
-                    "model.safetensors")
+    path = spec_file(init["from"], spec_path, "init.from", span,
+                     "a .safetensors file, e.g. an earlier run's model.safetensors")
     try:
         source = load_file(path)
     except Exception as exc:  # safetensors raises its own error types for malformed headers
