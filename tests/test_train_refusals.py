@@ -5,6 +5,7 @@ located errors, never a traceback; and the small semantics these refusals sit be
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -319,3 +320,25 @@ def test_a_run_that_diverges_before_training_anything_points_at_the_users_spec(t
     found = refusal(spec, str(tmp_path / "run"))
     assert found.code == "E102" and "diverged" in found.message and found.span.path == spec
     assert open(spec).read().splitlines()[found.span.line - 1].strip().startswith("optimizer:")
+
+
+def test_init_from_in_ci_mode_resolves_as_the_validator_checked_it(tmp_path, monkeypatch):
+    """In CI mode `~` is not expanded (the validator confines the literal path to the spec's tree), so
+    training must not open the home directory's file either; a path inside the tree still works."""
+    from specc.limits import DEFAULT_LIMITS
+
+    source = str(tmp_path / "source")
+    train(tf.write_spec(tmp_path, "epochs: 1", name="source"), source, options=tf.options())
+    home = tmp_path.parent / (tmp_path.name + "-home")
+    home.mkdir()
+    shutil.copy(os.path.join(source, "model.safetensors"), home / "w.safetensors")
+    monkeypatch.setenv("HOME", str(home))
+    ci = DEFAULT_LIMITS.strict()
+
+    spec = tf.write_spec(tmp_path, "epochs: 1\ninit: {from: ~/w.safetensors}")
+    found = refusal(spec, str(tmp_path / "run"), limits=ci)
+    assert found.code == "E080" and "~/w.safetensors: not found" in found.message
+
+    spec = tf.write_spec(tmp_path, "epochs: 1\ninit: {from: source/model.safetensors}", name="target")
+    train(spec, str(tmp_path / "target"), options=tf.options(limits=ci))
+    assert os.path.isfile(tmp_path / "target" / "model.safetensors")

@@ -25,12 +25,18 @@ def is_inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def spec_relative(value: str, referrer: str, limits: Limits) -> str:
+    """Where a path written in a spec points: relative to the spec; `~` is the home directory, except in
+    CI mode, where nothing outside the spec's tree is reached by it."""
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(referrer)),
+                                         value if limits.ci else os.path.expanduser(value)))
+
+
 def resolve_spec_path(value: str, referrer: str, span: Span, limits: Limits, root: str, what: str) -> str:
     """A path written in a spec: relative to the spec, and inside `root` unless allowed."""
     if not value or "\x00" in value or not value.isprintable():
         raise error("E040", f"{what} path is empty or malformed", span)
-    path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(referrer)), os.path.expanduser(value)
-                                         if not limits.ci else value))
+    path = spec_relative(value, referrer, limits)
     if not limits.allow_outside and not is_inside(path, root):
         raise error("E040", f"{what} `{short(value)}` resolves outside the spec's directory tree",
                     span, "pass --allow-outside if you trust this spec")

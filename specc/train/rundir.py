@@ -24,18 +24,17 @@ RUN_FORMAT = 1
 
 def resolved_tree(spec_path: str, limits) -> dict:
     """The spec as plain data with `extends` merged and every path key absolute (relative to the spec)."""
-    from specc.parser.extends import load_with_extends
+    from specc.parser.extends import load_with_extends, spec_relative
     from specc.parser.spec import PATH_KEYS
 
     tree = load_with_extends(spec_path, limits).plain()
-    base = os.path.dirname(os.path.abspath(spec_path))
     for keys in PATH_KEYS:
         parent = tree
         for key in keys[:-1]:
             parent = parent.get(key) if isinstance(parent, dict) else None
         value = parent.get(keys[-1]) if isinstance(parent, dict) else None
         if isinstance(value, str) and value != "train" and "${" not in value:
-            parent[keys[-1]] = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+            parent[keys[-1]] = spec_relative(value, spec_path, limits)
     return tree
 
 

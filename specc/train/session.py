@@ -101,7 +101,7 @@ class Session:
             weights.update(fit_preprocessing(graph, arrays.train_x))
         frozen = set()
         if cfg.init:
-            frozen = apply_init(weights, graph, cfg.init, spec.path, config_span(spec, "init", "from"))
+            frozen = apply_init(weights, graph, cfg.init, spec.path, config_span(spec, "init", "from"), limits)
         # On the device before the optimizer is made: its state is created beside the parameters.
         self.module = torch_model(graph, weights, self.device)
         self.averager = Averager(cfg.ema, self.module, torch_model(graph, weights, self.device)) if cfg.ema else None
@@ -184,10 +184,10 @@ def load_teacher(compiled, cfg: TrainConfig, limits, device: torch.device | None
 
     spec, distill = compiled.spec, cfg.distill
     span = config_span(spec, "distill", "teacher")
-    teacher_path = spec_file(distill["teacher"], spec.path, "distill.teacher", span, "the teacher's spec (.yaml)",
-                             missing="E040")
+    teacher_path = spec_file(distill["teacher"], spec.path, "distill.teacher", span, limits,
+                             "the teacher's spec (.yaml)", missing="E040")
     weights_path = spec_file(distill["weights"], spec.path, "distill.weights", config_span(spec, "distill", "weights"),
-                             "the teacher's trained weights, e.g. its run's model.safetensors")
+                             limits, "the teacher's trained weights, e.g. its run's model.safetensors")
     teacher = compile_spec(teacher_path, limits).graph
     try:
         weights = load_weights(weights_path, teacher)

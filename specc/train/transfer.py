@@ -29,14 +29,13 @@ def tensors_under(graph, layers) -> set:
     return {name for name, info in graph.params.items() if layer_of(name, owner_of(info), wanted) is not None}
 
 
-def resolve_path(value: str, spec_path: str) -> str:
-    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(spec_path)), os.path.expanduser(value)))
+def spec_file(value: str, spec_path: str, key: str, span: Span, limits, what: str, missing: str = "E080") -> str:
+    """The path `training.<key>` names, resolved as every spec path is (the validator has confined it to
+    the spec's tree in CI mode), refused at that line as `missing` when absent, and as E003 when it is not
+    a regular file: a pipe or device is never opened, it could hang."""
+    from specc.parser.extends import spec_relative
 
-
-def spec_file(value: str, spec_path: str, key: str, span: Span, what: str, missing: str = "E080") -> str:
-    """The path `training.<key>` names (relative to the spec), refused at that line as `missing` when
-    absent, and as E003 when it is not a regular file: a pipe or device is never opened, it could hang."""
-    path = resolve_path(value, spec_path)
+    path = spec_relative(value, spec_path, limits)
     if not os.path.isfile(path):
         exists = os.path.exists(path)
         raise error("E003" if exists else missing,
@@ -45,11 +44,11 @@ def spec_file(value: str, spec_path: str, key: str, span: Span, what: str, missi
     return path
 
 
-def apply_init(weights: dict, graph, init: dict, spec_path: str, span: Span) -> set:
+def apply_init(weights: dict, graph, init: dict, spec_path: str, span: Span, limits) -> set:
     """Overwrite `weights` with the `init.from` file's tensors; returns the names to freeze."""
     from safetensors.numpy import load_file
 
-    path = spec_file(init["from"], spec_path, "init.from", span,
+    path = spec_file(init["from"], spec_path, "init.from", span, limits,
                      "a .safetensors file, e.g. an earlier run's model.safetensors")
     try:
         source = load_file(path)
