@@ -541,6 +541,13 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _check_data_dir(path: str | None) -> None:
+    """`--data` names a directory. A mistyped one would otherwise be passed over for SPECC_DATA_DIR, the
+    cache or a download, and the run would use data the user did not point at."""
+    if path is not None and not os.path.isdir(path):
+        raise UsageError(f"--data {path}: " + ("not a directory" if os.path.exists(path) else "no such directory"))
+
+
 COMMANDS = {"validate": cmd_validate, "inspect": cmd_inspect, "build": cmd_build, "bench": cmd_bench,
             "predict": cmd_predict, "schema": cmd_schema, "ops": cmd_ops, "graph": cmd_graph, "train": cmd_train,
             "eval": cmd_eval}
@@ -551,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fmt = getattr(args, "format", "text")
     try:
+        _check_data_dir(getattr(args, "data", None))
         return COMMANDS[args.command](args)
     except SpeccError as exc:
         out = format_diagnostics(exc.diagnostics, fmt if fmt in ("json", "github") else "text")

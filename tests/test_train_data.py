@@ -165,6 +165,30 @@ def test_mnist_missing_says_where_it_looked(tmp_path):
     assert "SPECC_OFFLINE" in text
 
 
+
+def test_a_failed_download_says_where_mnist_was_looked_for_first(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.delenv("SPECC_OFFLINE")
+    monkeypatch.setenv("SPECC_MNIST_MIRRORS", dead_mirror())
+    text = refused("E075", load, tmp_path, "mnist", data_dir=str(tmp_path / "empty"))
+    assert "MNIST is not in" in text and "empty (--data)" in text and "(cache), and could not download" in text
+    assert "unreachable" in text
+
+
+@pytest.mark.parametrize("command", [["train", "SPEC", "-o", "RUN"], ["eval", "SPEC", "--weights", "W"],
+                                     ["build", "SPEC", "-o", "RUN"], ["bench", "SPEC"]])
+def test_data_option_must_name_a_directory(tmp_path, capsys, command):
+    """A mistyped --data is refused, not passed over for SPECC_DATA_DIR, the cache or a download."""
+    from specc.cli import main
+
+    spec = os.path.join(os.path.dirname(__file__), os.pardir, "specs", "tiny_mlp.yaml")
+    args = [{"SPEC": spec, "RUN": str(tmp_path / "run"), "W": str(tmp_path / "w")}.get(a, a) for a in command]
+    (tmp_path / "file").touch()
+    for data, why in ((tmp_path / "nowhere", "no such directory"), (tmp_path / "file", "not a directory")):
+        assert main(args + ["--data", str(data)]) == 2
+        assert f"specc {command[0]}: error: --data {data}: {why}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
 @needs_mnist
 def test_full_mnist_from_the_data_directory(tmp_path):
     ds = load(tmp_path, "mnist", data_dir=MNIST_DIR, dtype="uint8")

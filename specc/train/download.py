@@ -60,11 +60,13 @@ def configured_mirrors() -> tuple:
 
 
 def download_mnist(cache_dir: str | None = None, mirrors=None, *, span: Span | None = None,
-                   progress: bool | None = None, timeout: float = 30.0, files=MNIST_FILES) -> str:
+                   progress: bool | None = None, timeout: float = 30.0, files=MNIST_FILES,
+                   looked: str = "") -> str:
     """Make sure the four MNIST .gz files (`files`) are in `cache_dir`; returns the directory.
 
     Files already there are kept; each missing one is tried on every mirror in
-    turn until one serves it with a valid checksum."""
+    turn until one serves it with a valid checksum. `looked`: where the files were
+    looked for first, for the message when the download fails too."""
     cache_dir = cache_dir or mnist_cache_dir()
     mirrors = tuple(mirrors) if mirrors else configured_mirrors()
     span = span or Span("<mnist>")
@@ -87,7 +89,8 @@ def download_mnist(cache_dir: str | None = None, mirrors=None, *, span: Span | N
                 break
             failures.append(f"{mirror}: {reason}")
         else:
-            raise error("E075", f"could not download {entry.name}: " + "; ".join(failures), span,
+            before = f"MNIST is not in {looked}, and " if looked else ""
+            raise error("E075", f"{before}could not download {entry.name}: " + "; ".join(failures), span,
                         "check the network, set SPECC_MNIST_MIRRORS, or pass --data DIR with the MNIST files")
     return cache_dir
 

@@ -49,7 +49,7 @@ def load_mnist(ctx: SourceContext, path: str | None, data_dir: str | None) -> Ra
                     f"in {looked} (and mnist/ below each but the cache); downloading is off (SPECC_OFFLINE)",
                     ctx.span("dataset"), "pass --data DIR or set SPECC_DATA_DIR to a directory with the four "
                     "MNIST files, or unset SPECC_OFFLINE to download them")
-    cache = download_mnist(mnist_cache_dir(), span=ctx.span("dataset"))
+    cache = download_mnist(mnist_cache_dir(), span=ctx.span("dataset"), looked=looked)
     return read_idx_dir(cache, ctx, "dataset", need_test=True, from_spec=False)
 
 
