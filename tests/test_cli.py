@@ -146,6 +146,28 @@ def test_weights_roundtrip_and_mismatch(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "c" / "model.onnx")
 
 
+
+def test_weights_of_another_spec_are_one_error(tmp_path, capsys):
+    """A file with no tensor of the spec is one diagnostic, not one per tensor of each; extra tensors are
+    listed in one."""
+    from specc.codegen.weights import init_weights, save_weights
+    from specc.compiler import compile_spec
+
+    spec = os.path.join(SPECS, "lenet5.yaml")
+    save_weights(str(tmp_path / "other.safetensors"), {f"fc_{i}.weight": np.zeros(2, np.float32) for i in range(9)})
+    assert main(["build", spec, "-o", str(tmp_path / "b"), "--weights", str(tmp_path / "other.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("error[E080]") == 1 and "does not fit this spec: none of its 9 tensors" in err
+    assert "`fc_0.weight`, `fc_1.weight`, `fc_2.weight`, `fc_3.weight` and 5 more" in err
+
+    weights = init_weights(compile_spec(spec, Limits()).graph)
+    weights.update({f"stray_{i}.weight": np.zeros(2, np.float32) for i in range(3)})
+    save_weights(str(tmp_path / "extra.safetensors"), weights)
+    assert main(["build", spec, "-o", str(tmp_path / "c"), "--weights", str(tmp_path / "extra.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("error[E080]") == 1
+    assert "has 3 tensors that no layer of the spec uses: `stray_0.weight`, `stray_1.weight`, `stray_2.weight`" in err
+
 def test_schema_is_valid_and_accepts_the_zoo(capsys):
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)

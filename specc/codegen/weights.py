@@ -73,6 +73,11 @@ def load_weights(path: str, graph: Graph) -> dict:
         raise unreadable_weights(shown, exc) from None
     diags = Diagnostics()
     expected = {name: info for name, info in graph.params.items() if info.kind != "const"}
+    if tensors and expected and not set(tensors) & set(expected):  # one error, not one per tensor of both
+        raise error("E080", f"weights file {shown} does not fit this spec: none of its {len(tensors)} tensors "
+                    f"({_names(tensors)}) is one of the spec's {len(expected)} ({_names(expected)})",
+                    Span(shown), "was the file saved from another spec? A run keeps the spec it trained as "
+                    "RUN_DIR/spec.yaml")
     for name, info in expected.items():
         tensor = tensors.get(name)
         if tensor is None:
@@ -84,11 +89,21 @@ def load_weights(path: str, graph: Graph) -> dict:
         elif not np.issubdtype(tensor.dtype, np.floating):
             diags.error("E080", f"tensor `{name}` in {shown} has dtype {tensor.dtype}; a float type is needed",
                         info.span)
-    for name in sorted(set(tensors) - set(expected)):
-        diags.error("E080", f"weights file {shown} has tensor `{name}`, which no layer of the spec uses",
-                    Span(shown), "was the file saved from another spec?")
+    extra = sorted(set(tensors) - set(expected))
+    if extra:
+        what = f"tensor `{extra[0]}`, which" if len(extra) == 1 else f"{len(extra)} tensors that"
+        diags.error("E080", f"weights file {shown} has {what} no layer of the spec uses"
+                    + (f": {_names(extra)}" if len(extra) > 1 else ""), Span(shown),
+                    "was the file saved from another spec?")
     diags.raise_if_errors()
     return {name: np.ascontiguousarray(tensors[name], dtype=np.float32) for name in expected}
+
+
+def _names(names, shown: int = 4) -> str:
+    """`a`, `b`, `c`, `d` and 7 more: enough to recognise a file by, in one line."""
+    names = sorted(names)
+    listed = ", ".join(f"`{n}`" for n in names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def readable(path: str) -> None:
