@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -17,29 +18,43 @@ def read_inputs(path: str, names: list[str]) -> dict:
     where = Span.whole_file(path)
     if not os.path.isfile(path):
         raise error("E081", "input file not found", where)
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    # numpy.load tries anything that is neither as a pickle, and then says so ("if you trust the file you
+    # can load it"): wrong for a file that is no array at all, so the first bytes are looked at first.
+    if not head.startswith((b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")):
+        raise _unreadable(where, f"it does not begin as one: {head!r}" if head else "it is empty")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise error("E081", f"not a readable .npy/.npz array file ({str(exc)[:80]})", where,
-                    "save inputs with numpy.save (one input) or numpy.savez (one array per input name)") from None
-    if isinstance(loaded, np.ndarray):
-        if len(names) != 1:
-            raise error("E081", f"the model has {len(names)} inputs ({', '.join(names)}) but a .npy holds one "
-                        "array", where, "pass a .npz with one array per input name")
-        return {names[0]: loaded}
-    with loaded:
-        missing = [n for n in names if n not in loaded.files]
-        if missing:
-            raise error("E081", f"no array named {', '.join(missing)} in the file", where,
-                        f"arrays in the file: {', '.join(loaded.files) or 'none'}")
-        return {n: loaded[n] for n in names}
+        if isinstance(loaded, np.ndarray):
+            if len(names) != 1:
+                raise error("E081", f"the model has {len(names)} inputs ({', '.join(names)}) but a .npy holds "
+                            "one array", where, "pass a .npz with one array per input name")
+            return {names[0]: loaded}
+        with loaded:
+            missing = [n for n in names if n not in loaded.files]
+            if missing:
+                raise error("E081", f"no array named {', '.join(missing)} in the file", where,
+                            f"arrays in the file: {', '.join(loaded.files) or 'none'}")
+            arrays = {n: loaded[n] for n in names}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        pickled = "pickle" in str(exc) or "Object arrays" in str(exc)
+        raise _unreadable(where, "it holds Python objects, which specc never unpickles" if pickled
+                          else str(exc)[:80]) from None
+    for name, array in arrays.items():  # numpy hands a member that is no .npy over as its raw bytes
+        if not isinstance(array, np.ndarray):
+            raise _unreadable(where, f"its member {name}.npy is not a .npy array")
+    return arrays
+
+
+def _unreadable(where: Span, why: str):
+    return error("E081", f"not a readable .npy/.npz array file ({why})", where,
+                 "save inputs with numpy.save (one input) or numpy.savez (one array per input name)")
 
 
 def save_outputs(outputs: dict, path: str) -> None:
     """Every output into one .npz keyed by output name, or the only output into a .npy.
     Written to exactly `path` (numpy.save would append a suffix to any other name)."""
-    import zipfile
-
     if not path.endswith(".npz"):
         (array,) = outputs.values()
         with open(path, "wb") as handle:

@@ -8,6 +8,7 @@ float32 one, and the torch lowering of the reduced graph agrees with ONNX Runtim
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +256,13 @@ def test_calibration_data_file_and_errors(tmp_path):
     with pytest.raises(SpeccError) as exc:
         build(str(spec), str(tmp_path / "out"), precision="int8", calibration_data=str(tmp_path / "wrong.npz"))
     assert exc.value.diagnostics[0].code == "E084" and "(N, 1, 32, 32)" in exc.value.diagnostics[0].message
+    (tmp_path / "garbled.npz").write_bytes(b"PK\x03\x04 garbled")
+    with zipfile.ZipFile(tmp_path / "bytes.npz", "w") as archive:
+        archive.writestr("x.npy", b"not an array")
+    for name, why in (("garbled.npz", "is not a readable .npz file"), ("bytes.npz", "x.npy is not a .npy array")):
+        with pytest.raises(SpeccError) as exc:
+            build(str(spec), str(tmp_path / "out"), precision="int8", calibration_data=str(tmp_path / name))
+        assert exc.value.diagnostics[0].code == "E084" and why in exc.value.diagnostics[0].message
     np.savez(tmp_path / "calib.npz", x=np.random.default_rng(0).random((6, 1, 32, 32)).astype(np.float32))
     result = build(str(spec), str(tmp_path / "out"), precision="int8", calibration_data=str(tmp_path / "calib.npz"))
     manifest = json.loads(Path(result.manifest_path).read_text())

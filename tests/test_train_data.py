@@ -13,6 +13,7 @@ import shutil
 import socket
 import sys
 import threading
+import zipfile
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -298,6 +299,12 @@ def test_npz_errors(tmp_path):
     refused("E072", load, tmp_path, "npz", shape=(1,), path="d.npz")
     npz.write_bytes(b"not a zip")
     refused("E072", load, tmp_path, "npz", shape=(1,), path="d.npz")
+    write_npz(npz, x_train=np.zeros((3, 4)), y_train=np.zeros(3), x_test=np.zeros((1, 4)), y_test=np.zeros(1))
+    with zipfile.ZipFile(npz, "a") as archive:  # numpy hands a member that is no .npy over as its bytes
+        archive.writestr("x_val.npy", b"garbage")
+        archive.writestr("y_val.npy", b"garbage")
+    assert "member x_val.npy is not a .npy array" in refused("E072", load, tmp_path, "npz", shape=(4,),
+                                                              path="d.npz", validation=0)
     assert "d2.npz" in refused("E071", load, tmp_path, "npz", shape=(1,), path="d2.npz")
     refused("E011", load, tmp_path, "npz", shape=(1,))
 

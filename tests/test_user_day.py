@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -252,8 +253,13 @@ def test_input_file_errors_have_their_code_and_no_made_up_line(tmp_path, capsys,
     spec, _ = two_outputs
     np.savez(tmp_path / "x.npz", y=np.zeros((1, 6), np.float32))
     (tmp_path / "bad.npy").write_bytes(b"not an array")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with zipfile.ZipFile(tmp_path / "bytes.npz", "w") as archive:
+        archive.writestr("x.npy", b"not an array")
     cases = {str(tmp_path / "missing.npy"): "input file not found",
-             str(tmp_path / "bad.npy"): "not a readable .npy/.npz array file",
+             str(tmp_path / "bad.npy"): "not a readable .npy/.npz array file (it does not begin as one: b'not an'",
+             str(tmp_path / "objects.npy"): "not a readable .npy/.npz array file (it holds Python objects",
+             str(tmp_path / "bytes.npz"): "not a readable .npy/.npz array file (its member x.npy is not a .npy",
              str(tmp_path / "x.npz"): "no array named x in the file"}
     for path, message in cases.items():
         assert main(["predict", spec, "--input", path]) == 1

@@ -16,6 +16,7 @@ Methods (symmetric ranges: amax of |x|):
 from __future__ import annotations
 
 import os
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -98,8 +99,11 @@ def _read_npz(path: str, span: Span) -> np.ndarray:
             if "x" not in archive.files:
                 raise error("E084", f"{path} has no array `x` (it has: {', '.join(archive.files) or 'none'})", span,
                             "save the calibration inputs as `x`: np.savez(path, x=inputs)")
-            return archive["x"]
-    except (OSError, ValueError) as exc:
+            x = archive["x"]
+        if not isinstance(x, np.ndarray):  # a member that is no .npy comes back as its raw bytes
+            raise ValueError("its member x.npy is not a .npy array")
+        return x
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise error("E084", f"{path} is not a readable .npz file ({exc})", span, "np.savez(path, x=inputs)") from None
 
 

@@ -170,6 +170,10 @@ def read_npz(path: str, ctx: SourceContext, key: str, splits=("train", "test")) 
                             "(and optionally x_val, y_val)")
             keys = wanted + [k for k in ("x_val", "y_val") if k in present and "val" not in splits]
             arrays = {k: archive[k] for k in keys}
+        stray = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]  # numpy hands those over as bytes
+        if stray:
+            raise error("E072", f"{shown}: its member {stray[0]}.npy is not a .npy array", ctx.span(key),
+                        "write it with numpy.savez or numpy.savez_compressed")
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise error("E072", f"{shown} is not a readable .npz archive of plain arrays ({type(exc).__name__})",
                     ctx.span(key), "write it with numpy.savez or numpy.savez_compressed, without Python "
