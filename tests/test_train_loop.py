@@ -55,6 +55,11 @@ def test_run_directory_and_nielsen_protocol(tmp_path):
     assert (out.argmax(-1).numpy() == data.val.y).mean() == pytest.approx(history[best]["val"]["accuracy"])
     with open(os.path.join(run, "accuracy.png"), "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    from specc.train.plots import draw_curves
+
+    _, axes = draw_curves(history, "accuracy")  # the plots mark the kept epoch
+    assert axes.get_legend_handles_labels()[1] == ["train", "validation", "test", f"kept: epoch {best + 1}"]
+    assert axes.lines[-1].get_xdata()[0] == best + 1
     summary = json.load(open(os.path.join(run, "summary.json")))
     assert summary["best"]["epoch"] == best + 1 and summary["epochs_run"] == 7
 

@@ -30,10 +30,19 @@ def _curve(axes, history: list, split: str, metric: str, label: str) -> None:
 
 
 def _figure_png(history: list, metric: str, title: str, ylabel: str) -> bytes:
+    return _finish(*draw_curves(history, metric), title, ylabel)
+
+
+def draw_curves(history: list, metric: str) -> tuple:
+    """(figure, axes) with each split's curve and a dashed line at the kept epoch: the one whose weights are
+    model.safetensors, and whose test figure the run reports."""
     figure, axes = _axes()
     for key, label in SPLITS:
         _curve(axes, history, key, metric, label)
-    return _finish(figure, axes, title, ylabel)
+    kept = [row["epoch"] for row in history if row.get("best")]
+    if kept:
+        axes.axvline(kept[-1], color="grey", linestyle="--", linewidth=1, label=f"kept: epoch {kept[-1]}")
+    return figure, axes
 
 
 def _finish(figure, axes, title: str, ylabel: str) -> bytes:
