@@ -57,7 +57,9 @@ def test_same_outputs_gradients_and_saved_weights():
         (out * torch.arange(10.0)).sum().backward()  # not out.sum(): probabilities sum to 1, its gradient is 0
         outputs.append((out.detach(), {n: p.grad.clone() for n, p in m.spec_parameters()}))
     (a, grads_a), (b, grads_b) = outputs
-    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    # other kernels sum in another order (AVX2 and AVX-512 differ; batch statistics of 8 images magnify it):
+    # 1.9e-5 apart on an AVX2-only CPU, where a layout mistake moves probabilities by tenths
+    torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
     for name in grads_a:  # float rounding of sums taken in another order: small against the gradient's scale
         scale = grads_a[name].abs().max()
         assert (grads_b[name] - grads_a[name]).abs().max() <= 1e-4 * scale, name

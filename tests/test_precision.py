@@ -210,8 +210,9 @@ def test_int8_is_symmetric_standard_qdq():
     weight = inits["conv_3.weight.int8"]
     scale = inits["conv_3.weight.scale"]
     float_weight = optimized(os.path.join(SPECS, "nielsen_final.yaml")).params["conv_3.weight"].numpy()
-    assert weight.dtype == np.int8 and np.abs(weight).max() == 127 and scale.shape == (40,)
-    np.testing.assert_allclose(scale, np.abs(float_weight).reshape(40, -1).max(1) / 127, rtol=1e-6)
+    # 7 bits of int8 (ONNX Runtime's reduce_range): no int16 saturation on x86 CPUs without VNNI
+    assert weight.dtype == np.int8 and np.abs(weight).max() == 63 and scale.shape == (40,)
+    np.testing.assert_allclose(scale, np.abs(float_weight).reshape(40, -1).max(1) / 63, rtol=1e-6)
     assert check_tensorrt_compat(model) == []
 
 
