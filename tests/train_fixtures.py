@@ -173,6 +173,10 @@ def _main(argv: list) -> int:
 
         at = int(argv[argv.index("--signal-at") + 1])
         signum = getattr(signal, argv[argv.index("--signal") + 1]) if "--signal" in argv else signal.SIGTERM
+        if signum == signal.SIGINT:
+            # A test run started as a background job (`cmd &` in a script) starts this process with SIGINT
+            # ignored, and specc rightly keeps it so; the Ctrl-C simulated here is a foreground user's.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         original_step, calls = loop.Trainer.step, [0]
 
         def signalling_step(self, *args, **kwargs):
