@@ -213,6 +213,59 @@ def test_ema_weights_are_the_kept_model(tmp_path):
     assert not np.array_equal(kept["dense_2.weight"], tensors["model.dense_2.weight"].numpy())
 
 
+# --- batchnorm statistics recomputed for evaluation ----------------------------------------------
+
+def test_bn_recalibration_gives_the_evaluated_weights_the_statistics_of_clean_images(tmp_path):
+    """Under `ema`, the averaged weights' batchnorm gets the mean and unbiased variance of its input over the
+    sampled training images (two chunks of 500 and one of 24, averaged as nn.BatchNorm's momentum=None does)."""
+    from specc.train.bn_stats import recalibration_images
+
+    data = tf.dataset(n_train=1024)
+    session, trainer = tf.session(tmp_path, "batch_size: 16\noptimizer: {sgd: {lr: 0.5}}\nema: 0.5\n"
+                                            "bn_recalibration: 5000", "bn", data=data)
+    for x, y in tf.batches(8):
+        trainer.step(x, y, 1.0)
+    images = trainer.recalibration_images
+    assert len(images) == 1024 and torch.equal(images, recalibration_images(trainer.train_x, 5000, 0))
+    module = session.prepare_evaluation(images)
+    assert module is session.averager.averaged and not module.training
+    state = module.spec_state()
+    conv = F.conv2d(images.float() / 255, torch.from_numpy(state["conv_1.weight"]), torch.from_numpy(state["conv_1.bias"]))
+    chunks = [conv[i:i + 500].transpose(0, 1).flatten(1) for i in range(0, 1024, 500)]
+    sizes = torch.tensor([c.shape[1] for c in chunks], dtype=torch.float64)
+    mean = sum(c.double().mean(1) * n for c, n in zip(chunks, sizes)) / sizes.sum()
+    var = sum(c.double().var(1) * n for c, n in zip(chunks, sizes)) / sizes.sum()
+    np.testing.assert_allclose(state["batchnorm_2.running_mean"], mean.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(state["batchnorm_2.running_var"], var.numpy(), rtol=1e-4, atol=1e-6)
+    live = session.module.spec_state()["batchnorm_2.running_mean"]
+    assert not np.allclose(live, state["batchnorm_2.running_mean"], atol=1e-3), "the live statistics stay the live ones"
+    assert [a["momentum"] for a in module.batchnorm_attrs()] == [0.1], "the spec's momentum is restored"
+
+
+def test_bn_recalibration_changes_evaluation_and_nothing_of_training(tmp_path):
+    """Two runs, with and without `bn_recalibration`, on a network with batchnorm and dropout: every live
+    weight and the averaged weights end bit-identical (dropout's draws are forked); the kept model's
+    batchnorm statistics and the validation figures are the recalibrated ones."""
+    from safetensors.numpy import load_file
+    from specc.train.checkpoint import load_checkpoint
+
+    runs = {}
+    for name, extra in (("plain", ""), ("recal", "\nbn_recalibration: 200")):
+        spec = tf.write_spec(tmp_path, "epochs: 2\nbatch_size: 16\noptimizer: {adam: {lr: 0.01}}\nema: 0.9" + extra,
+                             network="wide_conv", name=name)
+        train(spec, str(tmp_path / name), options=tf.options())
+        runs[name] = (load_checkpoint(str(tmp_path / name))[0], load_file(str(tmp_path / name / "model.safetensors")),
+                      rows(tmp_path / name))
+    (plain, plain_kept, plain_rows), (recal, recal_kept, recal_rows) = runs["plain"], runs["recal"]
+    for key in plain:
+        if key.startswith("model.") or (key.startswith("ema.") and "running" not in key):
+            assert torch.equal(plain[key], recal[key]), key
+    assert [r["train"] for r in plain_rows] == [r["train"] for r in recal_rows]
+    assert not np.allclose(plain_kept["batchnorm_2.running_var"], recal_kept["batchnorm_2.running_var"])
+    np.testing.assert_array_equal(recal_kept["batchnorm_2.running_mean"], recal["ema.batchnorm_2.running_mean"].numpy())
+    assert [r["val"]["loss"] for r in plain_rows] != [r["val"]["loss"] for r in recal_rows]
+
+
 def test_batchnorm_and_dropout_train(tmp_path):
     for network in ("bn", "dropout"):
         spec = tf.write_spec(tmp_path, "epochs: 2\nbatch_size: 16\noptimizer: {adam: {lr: 0.01}}", network=network,

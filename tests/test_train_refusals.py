@@ -44,6 +44,7 @@ def refusal(spec: str, run: str, **options):
     ("epochs: 1\nearly_stopping: {metric: val_confusion}", "", "E100", "the confusion matrix is a table"),
     ("epochs: 1", "[{crop: {size: [4, 4]}}]", "E076", "would change the input's size"),
     ("epochs: 1", "[{expand: {shift: 1}}, {expand: {shift: 1}}]", "E076", "`expand` is given twice"),
+    ("epochs: 1\nbn_recalibration: 100", "", "E100", "this network has no batchnorm layer"),
 ])
 def test_what_only_training_finds_is_reported_at_the_users_spec(tmp_path, training, augment, code, text):
     spec = tf.write_spec(tmp_path, training, augment=augment)

@@ -49,6 +49,7 @@ class SpeccModule(nn.Module):
         self._inputs = len(graph.inputs)
         self._channels_last = False
         self._plan, self._slots, self._outputs = self._execution_plan(graph)
+        self._batchnorms = [step.attrs for node, step in zip(graph.nodes, self._plan) if node.op == "batchnorm"]
 
     def _execution_plan(self, graph: Graph) -> tuple[list, int, tuple]:
         """(steps, number of value slots, (output name, slot) pairs), built once so that a forward pass only
@@ -79,6 +80,11 @@ class SpeccModule(nn.Module):
                     tensor.data = _nhwc(tensor.data)
         self._channels_last = True
         return self
+
+    def batchnorm_attrs(self) -> list[dict]:
+        """The attributes of each batchnorm step, as the forward pass reads them: a recalibration of the running
+        statistics (`specc.train.bn_stats`) sets their `momentum` while it runs."""
+        return self._batchnorms
 
     @property
     def channels_last(self) -> bool:

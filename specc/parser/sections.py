@@ -101,6 +101,8 @@ TRAINING = Record({
     }), None),
     "grad_clip": Field(Float(0, min_open=True), None, "max global gradient norm"),
     "ema": Field(Float(0, 1, min_open=True, max_open=True), None, "Polyak averaging decay"),
+    "bn_recalibration": Field(Int(1), None, "clean training images batchnorm statistics are recomputed from "
+                              "before each evaluation"),
     "early_stopping": Field(Record({"metric": Field(Enum(MONITORED), "loss"), "patience": Field(Int(1), 5)}), None),
     "metrics": Field(ListOf(Enum(METRICS)), ["accuracy"]),
     "seed": Field(Int(0, 2**32 - 1), 0),  # the CLI's MAX_SEED

@@ -47,6 +47,7 @@ class TrainConfig:
     regularization: Regularization
     grad_clip: float | None
     ema: float | None
+    bn_recalibration: int | None
     early_stopping: dict | None
     metrics: tuple
     seed: int
@@ -82,6 +83,7 @@ def training_config(training: dict) -> TrainConfig:
                                       weight_decay=weight_decay),
         grad_clip=training.get("grad_clip"),
         ema=training.get("ema"),
+        bn_recalibration=training.get("bn_recalibration"),
         early_stopping=training.get("early_stopping"),
         metrics=tuple(training.get("metrics") or ("accuracy",)),
         seed=training.get("seed", 0) or 0,

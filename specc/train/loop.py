@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from specc.diagnostics import error
+from specc.train.bn_stats import recalibration_images
 from specc.train.checkpoint import save_checkpoint, write_atomic
 from specc.train.device import to_device
 from specc.train.evaluate import evaluate, host_tensor, module_predictor
@@ -202,6 +203,8 @@ class Trainer:
         self.train_x, self.train_y = host_tensor(arrays.train_x), host_tensor(arrays.train_y)
         self.splits = {key: (host_tensor(x), host_tensor(y)) for key, x, y in
                        (("val", arrays.val_x, arrays.val_y), ("test", arrays.test_x, arrays.test_y)) if x is not None}
+        self.recalibration_images = None if not self.cfg.bn_recalibration else \
+            recalibration_images(self.train_x, self.cfg.bn_recalibration, self.cfg.seed)
         self.monitor = Monitor.of(session, "val" in self.splits)
         self.wanted = tuple(dict.fromkeys(self.cfg.metrics + (self.monitor.metric,)))
         self.progress = Progress()
@@ -243,7 +246,7 @@ class Trainer:
             self.diverged(epoch, self.s.steps_per_epoch - 1)
         row = {"epoch": epoch + 1, "lr": lr, "train": {"loss": loss / count, "accuracy": correct / count}}
         started = time.perf_counter()
-        predict = module_predictor(self.s.eval_module, self.s.output)
+        predict = module_predictor(self.s.prepare_evaluation(self.recalibration_images), self.s.output)
         for key, (x, y) in self.splits.items():
             row[key] = evaluate(predict, x, y, self.s.loss, self.s.num_classes, self.world,
                                 device=self.device).results(self.wanted)

@@ -118,6 +118,9 @@ class Session:
         self.schedule = make_schedule(*cfg.schedule, cfg.lr, cfg.epochs, self.steps_per_epoch)
         self.loss = make_loss(*cfg.loss, self.kind)
         self.teacher = load_teacher(compiled, cfg, limits, self.device) if cfg.distill else None
+        if cfg.bn_recalibration and not self.module.batchnorm_attrs():
+            raise error("E100", "`bn_recalibration` recomputes batchnorm statistics, and this network has no "
+                        "batchnorm layer", config_span(spec, "bn_recalibration"), "remove `bn_recalibration`")
         self.model = self.module
         if world.size > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -126,11 +129,20 @@ class Session:
 
     @property
     def eval_module(self):
-        """The weights evaluation and `model.safetensors` use: the averaged ones under `ema`."""
+        """The weights evaluation and `model.safetensors` use: the averaged ones under `ema`. Its buffers are
+        the ones `prepare_evaluation` gave it."""
+        return self.averager.averaged if self.averager is not None else self.module
+
+    def prepare_evaluation(self, recalibration_images=None):
+        """The module to evaluate, with its batchnorm statistics: the live model's under `ema`, recomputed from
+        `recalibration_images` under `bn_recalibration` (specc.train.bn_stats)."""
         if self.averager is not None:
             self.averager.sync_buffers()
-            return self.averager.averaged
-        return self.module
+        if recalibration_images is not None:
+            from specc.train.bn_stats import recalibrate
+
+            recalibrate(self.eval_module, recalibration_images, self.device)
+        return self.eval_module
 
     def kept_weights(self) -> dict:
         """Weights and buffers (fitted preprocessing included) as `model.safetensors` holds them."""
