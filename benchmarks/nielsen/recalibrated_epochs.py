@@ -46,7 +46,6 @@ def watch(run_dir: str, snapshots: str) -> None:
 
 
 def evaluate(spec_path: str, snapshots: str, images: int, data_dir: str | None) -> list:
-    import numpy as np
     import torch
     from safetensors.torch import load_file
 
@@ -54,22 +53,21 @@ def evaluate(spec_path: str, snapshots: str, images: int, data_dir: str | None) 
     from specc.limits import DEFAULT_LIMITS
     from specc.train.bn_stats import recalibrate, recalibration_images
     from specc.train.device import torch_model
+    from specc.train.evaluate import evaluate as evaluate_split, host_tensor, module_predictor
     from specc.train.feed import load_arrays
 
     compiled = compile_spec(spec_path, DEFAULT_LIMITS)
     graph, cpu = compiled.graph, torch.device("cpu")
     output = next(iter(graph.outputs))
-    arrays = load_arrays(compiled, data_dir, DEFAULT_LIMITS, graph.outputs[output].type.shape[-1])
-    tensor = lambda a: torch.from_numpy(np.array(a))  # noqa: E731
-    train_x = tensor(arrays.train_x)
-    splits = {"val": (tensor(arrays.val_x), tensor(arrays.val_y)), "test": (tensor(arrays.test_x), tensor(arrays.test_y))}
-    sample = recalibration_images(train_x, images, compiled.spec.seed)
+    classes = graph.outputs[output].type.shape[-1]
+    arrays = load_arrays(compiled, data_dir, DEFAULT_LIMITS, classes)
+    splits = {"val": (host_tensor(arrays.val_x), host_tensor(arrays.val_y)),
+              "test": (host_tensor(arrays.test_x), host_tensor(arrays.test_y))}
+    sample = recalibration_images(host_tensor(arrays.train_x), images, compiled.spec.seed)
 
-    @torch.no_grad()
     def accuracy(module, split):
         x, y = splits[split]
-        module.eval()
-        return sum(int((module(x[i:i + 500])[output].argmax(-1) == y[i:i + 500]).sum()) for i in range(0, len(y), 500)) / len(y)
+        return evaluate_split(module_predictor(module, output), x, y, None, classes).results()["accuracy"]
 
     def epoch_of(path):
         return int(re.search(r"epoch(\d+)\.safetensors$", path).group(1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from specc.diagnostics import Span, SpeccError, error
+from specc.train.bn_stats import recalibrate
 from specc.train.config import TrainConfig
 from specc.train.device import cuda_rng_state, set_cuda_rng_state, torch_model
 from specc.train.distributed import SINGLE, World
@@ -139,8 +140,6 @@ class Session:
         if self.averager is not None:
             self.averager.sync_buffers()
         if recalibration_images is not None:
-            from specc.train.bn_stats import recalibrate
-
             recalibrate(self.eval_module, recalibration_images, self.device)
         return self.eval_module
 
