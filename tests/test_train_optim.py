@@ -24,8 +24,12 @@ def one_thread():
 
 
 def reference(session):
-    """A second module with the session's initial weights, for hand-written PyTorch to train."""
-    return to_torch(session.compiled.graph, init_weights(session.compiled.graph))
+    """A second module with the session's initial weights, for hand-written PyTorch to train. In training mode
+    it gives the scores its final softmax reads, as the session's module does (tested in test_train_loop.py):
+    L-BFGS magnifies the rounding by which log(softmax(z)) and log_softmax(z) differ into visible weights."""
+    module = to_torch(session.compiled.graph, init_weights(session.compiled.graph))
+    assert module.train_on_scores("output")
+    return module
 
 
 def state(module) -> dict:
@@ -39,7 +43,8 @@ def assert_same(a: dict, b: dict, atol=1e-6):
 
 
 def nll_of_probs(module, x, y):
-    return F.nll_loss(torch.log(module(x)["output"]), y)
+    """network3.py's log-likelihood cost, -log p of the label, computed from the scores (Theano's rewrite)."""
+    return F.cross_entropy(module(x)["output"], y)
 
 
 # --- optimizers --------------------------------------------------------------------------------

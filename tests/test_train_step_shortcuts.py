@@ -93,3 +93,57 @@ def test_the_module_reads_parameters_replaced_after_it_was_built(tmp_path):
     module.load_state_dict({k: v * 2 for k, v in module.state_dict().items()}, assign=True)
     want = to_torch(graph, doubled).eval()(x)["output"]
     assert torch.equal(module(x)["output"], want)
+
+
+def _loss_and_gradients(session, loss_fn, x, y):
+    session.module.zero_grad(set_to_none=True)
+    loss = loss_fn(x, y)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for _, p in session.module.spec_parameters()]
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_a_softmax_classifier_trains_on_its_scores(tmp_path, smoothing):
+    """In training mode the module gives the scores its final softmax reads, and the loss takes log_softmax
+    of them: the value and gradient of the log-likelihood of the probabilities, with one op fewer each way.
+    Evaluation mode still gives the probabilities."""
+    from specc.train.losses import PROBS, SCORES, floored_log, smoothed_nll
+
+    s, _ = tf.session(tmp_path, f"epochs: 1\nbatch_size: 16\nloss: {{cross_entropy: {{label_smoothing: {smoothing}}}}}")
+    assert (s.kind, s.train_kind) == (PROBS, SCORES)
+    x, y = tf.batches(1)[0]
+    scores = s.module.train()(x)["output"]
+    probabilities = s.module.eval()(x)["output"]
+    assert torch.equal(torch.softmax(scores, dim=-1), probabilities)
+    s.module.train()
+    loss, grads = _loss_and_gradients(s, lambda x, y: s.train_loss(s.module(x)["output"], y), x, y)
+    s.module.eval()  # the same weights through the softmax (the network has no dropout or batchnorm)
+    want, want_grads = _loss_and_gradients(
+        s, lambda x, y: smoothed_nll(floored_log(s.module(x)["output"]), y, smoothing), x, y)
+    torch.testing.assert_close(loss, want, rtol=1e-6, atol=1e-7)
+    for got, expected in zip(grads, want_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("loss, network", [("bce", "mlp"), ("mse", "mlp"), ("cross_entropy", "logits")])
+def test_other_losses_and_outputs_train_on_what_the_model_gives(tmp_path, loss, network):
+    """bce and mse compare probabilities with one-hot targets, and a network ending in scores has no softmax to
+    leave out: training mode gives what evaluation mode gives."""
+    s, _ = tf.session(tmp_path, f"epochs: 1\nbatch_size: 16\nloss: {loss}", network=network)
+    assert s.train_kind == s.kind
+    x, _ = tf.batches(1)[0]
+    assert torch.equal(s.module.train()(x)["output"], s.module.eval()(x)["output"])
+
+
+def test_a_saturated_softmax_trains_on_finite_scores(tmp_path):
+    """Scores 200 apart round the softmax's smaller probabilities to exactly 0, whose plain log is -inf; the loss
+    on the scores needs no floor and stays finite, gradient included."""
+    s, _ = tf.session(tmp_path, "epochs: 1\nbatch_size: 16")
+    with torch.no_grad():
+        for _, param in s.module.spec_parameters():
+            param.mul_(200.0)
+    x, y = tf.batches(1)[0]
+    assert bool((s.module.eval()(x)["output"] == 0).any())
+    s.module.train()
+    loss, grads = _loss_and_gradients(s, lambda x, y: s.train_loss(s.module(x)["output"], y), x, y)
+    assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads)

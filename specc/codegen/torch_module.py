@@ -49,6 +49,7 @@ class SpeccModule(nn.Module):
         self._inputs = len(graph.inputs)
         self._channels_last = False
         self._plan, self._slots, self._outputs = self._execution_plan(graph)
+        self._train_plan, self._train_outputs = self._plan, self._outputs  # see `train_on_scores`
         self._batchnorms = [step.attrs for node, step in zip(graph.nodes, self._plan) if node.op == "batchnorm"]
 
     def _execution_plan(self, graph: Graph) -> tuple[list, int, tuple]:
@@ -100,7 +101,8 @@ class SpeccModule(nn.Module):
             inputs = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs]
         values = [*inputs, *[None] * (self._slots - self._inputs)]
         training = self.training
-        for run, attrs, params, reads, writes in self._plan:
+        plan, outputs = (self._train_plan, self._train_outputs) if training else (self._plan, self._outputs)
+        for run, attrs, params, reads, writes in plan:
             result = run(attrs, {local: store[key] for local, store, key in params} if params else {},
                          [values[reads[0]]] if len(reads) == 1 else [values[i] for i in reads], training)
             if len(writes) == 1:
@@ -108,7 +110,30 @@ class SpeccModule(nn.Module):
             else:
                 for slot, value in zip(writes, result):
                     values[slot] = value
-        return {name: values[slot] for name, slot in self._outputs}
+        return {name: values[slot] for name, slot in outputs}
+
+    def train_on_scores(self, output: str) -> bool:
+        """In training mode, give `output` as the scores its final softmax reads, and skip that softmax.
+
+        A classifier trained with cross-entropy on a softmax's probabilities computes log(softmax(z)); on the
+        scores z the loss takes log_softmax(z) itself: the same value and gradient, one op fewer forward and
+        backward, and no log of a probability that has rounded to 0 (Theano rewrote network3.py's cost this
+        way). Done only when the softmax's output is read by nothing else and it normalizes the last axis of a
+        (batch, classes) output. Evaluation mode is unchanged. Returns whether it was done."""
+        slot = dict(self._outputs)[output]
+        last = [i for i, step in enumerate(self._plan) if slot in step.writes]
+        if len(last) != 1 or self.graph.nodes[last[0]].op != "softmax":
+            return False
+        node, step = self.graph.nodes[last[0]], self._plan[last[0]]
+        rank = node.outputs[0].type.rank
+        read_elsewhere = any(slot in other.reads for other in self._plan) or \
+            sum(s == slot for _, s in self._outputs) > 1
+        if rank != 2 or step.attrs["axis"] not in (-1, 1) or read_elsewhere or len(step.reads) != 1:
+            return False
+        scores = step.reads[0]
+        self._train_plan = self._plan[:last[0]] + self._plan[last[0] + 1:]
+        self._train_outputs = tuple((name, scores if name == output else s) for name, s in self._outputs)
+        return True
 
     # --- spec names -----------------------------------------------------
     def spec_parameters(self):

@@ -317,7 +317,7 @@ class Trainer:
             return self.lbfgs_step(x, y, scale)
         s.optimizer.zero_grad(set_to_none=True)
         out = s.model(x)[s.output]
-        loss = s.loss(out, y)
+        loss = s.train_loss(out, y)
         total = self.with_teacher(loss, out, x)
         (total * scale if scale != 1.0 else total).backward()
         self.after_backward()
@@ -334,7 +334,7 @@ class Trainer:
         def closure():
             s.optimizer.zero_grad(set_to_none=True)
             out = s.model(x)[s.output]
-            loss = s.loss(out, y)
+            loss = s.train_loss(out, y)
             total = self.with_teacher(loss, out, x)
             (total * scale if scale != 1.0 else total).backward()
             self.after_backward()
@@ -357,7 +357,7 @@ class Trainer:
         teacher = self.s.teacher
         if teacher is None:
             return loss
-        soft = distillation_loss(out, teacher(x), self.s.kind, teacher.kind, teacher.temperature)
+        soft = distillation_loss(out, teacher(x), self.s.train_kind, teacher.kind, teacher.temperature)
         return teacher.alpha * soft + (1.0 - teacher.alpha) * loss
 
     def after_backward(self) -> None:

@@ -15,6 +15,13 @@ in `softmax` trains as well as one that ends in `dense` (label smoothing
 included: (1 - e) * nll + e * mean over classes of -log p, torch's definition). `mse` and `bce`
 compare against one-hot targets. Accuracy is the argmax of the output, which
 no rule changes.
+
+Training goes one step further: under `cross_entropy` or `nll`, a (batch,
+classes) output made by a final `softmax` is trained on the scores that
+softmax reads (`SpeccModule.train_on_scores`), so the loss is log_softmax of
+the scores, as PyTorch users write it and as Theano's rewrite of network3.py's
+cost computed it. The session then holds two losses: `train_loss` on what the
+model gives in training mode, `loss` on its (evaluation-mode) probabilities.
 """
 
 from __future__ import annotations

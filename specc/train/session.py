@@ -16,7 +16,7 @@ from specc.train.device import cuda_rng_state, set_cuda_rng_state, torch_model
 from specc.train.distributed import SINGLE, World
 from specc.train.ema import Averager
 from specc.train.feed import Arrays
-from specc.train.losses import make_loss, output_kind
+from specc.train.losses import PROBS, SCORES, make_loss, output_kind
 from specc.train.optim import Regularizer, make_optimizer, trainable_set
 from specc.train.schedules import make_schedule
 from specc.train.transfer import apply_init, owner_of, spec_file
@@ -117,7 +117,12 @@ class Session:
         self.optimizer = make_optimizer(*cfg.optimizer, self.trainable.groups)
         self.regularizer = Regularizer(cfg.regularization, self.steps_per_epoch)
         self.schedule = make_schedule(*cfg.schedule, cfg.lr, cfg.epochs, self.steps_per_epoch)
-        self.loss = make_loss(*cfg.loss, self.kind)
+        self.loss = make_loss(*cfg.loss, self.kind)  # on what the model gives in evaluation mode
+        # What the model gives in training mode, and the loss on it: a softmax classifier under cross-entropy
+        # trains on its scores (SpeccModule.train_on_scores), as a PyTorch user writes it.
+        self.train_kind = SCORES if self.kind == PROBS and cfg.loss[0] in ("cross_entropy", "nll") and \
+            self.module.train_on_scores(self.output) else self.kind
+        self.train_loss = make_loss(*cfg.loss, self.train_kind)
         self.teacher = load_teacher(compiled, cfg, limits, self.device) if cfg.distill else None
         if cfg.bn_recalibration and not self.module.batchnorm_attrs():
             raise error("E100", "`bn_recalibration` recomputes batchnorm statistics, and this network has no "
