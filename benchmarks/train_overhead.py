@@ -171,16 +171,17 @@ def interleaved_rounds(trainer, hand: HandLoop, rounds: int) -> list:
     own_step = trainer.step
     clock = {"hand": 0.0, "first": False}
 
-    def paired_step(x, y, scale):
-        if clock["first"]:
-            started = time.perf_counter()
-            hand.step()
-            clock["hand"] += time.perf_counter() - started
-            return own_step(x, y, scale)
-        result = own_step(x, y, scale)
+    def hand_step():
         started = time.perf_counter()
         hand.step()
         clock["hand"] += time.perf_counter() - started
+
+    def paired_step(x, y, scale):
+        if clock["first"]:
+            hand_step()
+            return own_step(x, y, scale)
+        result = own_step(x, y, scale)
+        hand_step()
         return result
 
     trainer.train_epoch(0)
