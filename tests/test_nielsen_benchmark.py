@@ -166,6 +166,17 @@ def test_report_tables_and_the_doc_markers(tmp_path):
     assert "old table" not in written and written.count(report.BEGIN) == 1 and "| 99.10 |" in written
 
 
+def test_sources_past_z_are_tagged_as_spreadsheet_columns():
+    assert [report.source_tag(i) for i in (0, 25, 26, 27, 51, 52, 701, 702)] == \
+        ["A", "Z", "AA", "AB", "AZ", "BA", "ZZ", "AAA"]
+    many = [_results(f"2026-01-{1 + i // 24:02d}T{i % 24:02d}:00:00", [_run("nielsen_relu.yaml", 90.0 + i / 10)])
+            for i in range(28)]
+    text = report.render(many)
+    assert "[AB]" in text and "- [AA] " in text and "[[]" not in text
+    relu = next(line for line in text.splitlines() if "`nielsen_relu`" in line and "99.23" in line)
+    assert "| 92.70 |" in relu and "[AB]" in relu  # the newest of the 28 files
+
+
 def test_the_doc_has_the_markers_and_every_row():
     text = open(os.path.join(ROOT, "docs", "nielsen.md")).read()
     assert text.count(report.BEGIN) == 1 and text.count(report.END) == 1

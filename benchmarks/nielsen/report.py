@@ -30,9 +30,19 @@ END = "<!-- results: end -->"
 BUDGET_SECONDS = 15 * 60
 
 
+def source_tag(index: int) -> str:
+    """A, B, ..., Z, then AA, AB, ...: spreadsheet column names, so that the 27th results file is not `[[]`."""
+    tag = ""
+    index += 1
+    while index:
+        index, letter = divmod(index - 1, 26)
+        tag = chr(ord("A") + letter) + tag
+    return tag
+
+
 def render(results_files: list[dict]) -> str:
     ordered = sorted(results_files, key=lambda r: r.get("created", ""))
-    tags = {id(r): f"[{chr(ord('A') + i)}]" for i, r in enumerate(ordered)}
+    tags = {id(r): f"[{source_tag(i)}]" for i, r in enumerate(ordered)}
     latest: dict = {}
     for results in ordered:
         if not results.get("timing"):
