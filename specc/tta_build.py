@@ -24,6 +24,7 @@ def tta_views(steps: list) -> list[tuple]:
 
 def _views_of(step) -> list[dict]:
     a = step.attrs
+    mode = a.get("interpolation") or "bilinear"  # each view is its own resampling
     if step.op == "flip":
         return [{"view": "flip_horizontal"}] * a["horizontal"] + [{"view": "flip_vertical"}] * a["vertical"]
     if step.op == "shift":  # up, down, left, right
@@ -34,9 +35,9 @@ def _views_of(step) -> list[dict]:
         p = a["padding"]
         return [{"view": "translate", "dy": dy, "dx": dx} for dy, dx in ((p, p), (p, -p), (-p, p), (-p, -p))]
     if step.op == "rotate":
-        return [{"view": "rotate", "degrees": sign * a["degrees"]} for sign in (-1, 1)]
+        return [{"view": "rotate", "degrees": sign * a["degrees"], "mode": mode} for sign in (-1, 1)]
     if step.op == "scale":
-        return [{"view": "scale", "factor": factor} for factor in a["range"]]
+        return [{"view": "scale", "factor": factor, "mode": mode} for factor in a["range"]]
     raise ValueError(f"`{step.op}` makes no test-time view")  # the parser refuses it (E014): a defect here
 
 

@@ -100,6 +100,32 @@ def test_scale_zooms_about_the_centre(steps):
     assert torch.allclose(rows, torch.full_like(rows, 13.5), atol=0.05)
 
 
+def test_nearest_interpolation_moves_pixels_without_blending_them(steps):
+    """One step stating `nearest` sets the whole resampling; the draws are those of the bilinear one."""
+    x = torch.randint(1, 256, (64, 1, 28, 28)).float()
+    affine = ("shift: 2", "rotate: {degrees: 10, interpolation: nearest}", "scale: {range: [0.9, 1.1]}")
+    nearest = Augmenter(steps(*affine), seed=0)(x, gen())
+    bilinear = Augmenter(steps(*(s.replace(", interpolation: nearest", "") for s in affine)), seed=0)(x, gen())
+    for out, image in zip(nearest, x):
+        assert set(out.unique().tolist()) <= set(image.unique().tolist()) | {0.0}
+    assert not torch.equal(bilinear, bilinear.round())  # bilinear blends neighbours
+    dot = sum(dots(at=at) for at in ((13, 20), (13, 21), (14, 20), (14, 21)))  # 2x2: zoomed out, nearest keeps it
+    rows, cols = centroid(Augmenter(steps(*affine), seed=0)(dot, gen()))
+    blurred_rows, blurred_cols = centroid(Augmenter(steps("shift: 2", "rotate: 10", "scale: {range: [0.9, 1.1]}"),
+                                                    seed=0)(dot, gen()))
+    assert (rows - blurred_rows).abs().max() <= 1 and (cols - blurred_cols).abs().max() <= 1
+
+
+def test_two_different_interpolations_are_refused_at_the_line(tmp_path):
+    path = tmp_path / "aug.yaml"
+    path.write_text(SPEC.format(shape=[1, 28, 28], steps="  - rotate: {degrees: 10, interpolation: nearest}\n"
+                                "  - scale: {range: [0.9, 1.1], interpolation: bilinear}"))
+    with pytest.raises(SpeccError) as info:
+        compile_spec(str(path), DEFAULT_LIMITS)
+    diagnostic = info.value.diagnostics[0]
+    assert diagnostic.code == "E076" and diagnostic.span.line == 7 and "one resampling" in diagnostic.message
+
+
 def test_crop_is_a_zero_padded_whole_pixel_translation(steps):
     x = torch.rand(128, 3, 10, 10) + 1  # no zeros inside
     out = Augmenter(steps("crop: {size: [10, 10], padding: 2}", shape=(3, 10, 10)), seed=0)(x, gen())

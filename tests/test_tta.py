@@ -62,7 +62,7 @@ def shifted(x: np.ndarray, dy: int, dx: int, fill: float) -> np.ndarray:
     return out
 
 
-def resampled(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+def resampled(x: np.ndarray, matrix: np.ndarray, mode: str = "bilinear") -> np.ndarray:
     """Training's resampling (specc/train/augment.py) by one output-to-input pixel matrix, zero fill."""
     from specc.train.augment import affine_grid
 
@@ -70,8 +70,7 @@ def resampled(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     theta = torch.diag(torch.tensor([2.0 / w, 2.0 / h, 1.0])) @ torch.tensor(matrix, dtype=torch.float32) \
         @ torch.diag(torch.tensor([w / 2.0, h / 2.0, 1.0]))
     grid = affine_grid(theta.expand(n, 3, 3), h, w)
-    return F.grid_sample(torch.from_numpy(x), grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False).numpy()
+    return F.grid_sample(torch.from_numpy(x), grid, mode=mode, padding_mode="zeros", align_corners=False).numpy()
 
 
 def rotation(degrees: float) -> np.ndarray:
@@ -131,6 +130,23 @@ def test_rotate_and_scale_views_resample_as_training_does(tmp_path, x, plain):
     (torch_out,) = predict(spec, str(tmp_path / "x.npy"), backend="torch").values()
     np.testing.assert_allclose(got, torch_out, atol=1e-5)
     assert [n.op_type for n in onnx.load(result.model_path).graph.node].count("GridSample") == 4
+
+
+def test_nearest_views_read_whole_pixels(tmp_path, x, plain):
+    spec = write(tmp_path, "s", "- rotate: {degrees: 20, interpolation: nearest}\n- scale: {range: [0.8, 1.25]}\n")
+    result = build(spec, str(tmp_path / "out"), limits=DEFAULT_LIMITS, check_onnx=True)
+    views = [x, resampled(x, rotation(-20), "nearest"), resampled(x, rotation(20), "nearest"),
+             resampled(x, np.diag([1 / 0.8, 1 / 0.8, 1])), resampled(x, np.diag([1 / 1.25, 1 / 1.25, 1]))]
+    assert set(np.unique(views[1])) <= set(np.unique(x)) | {0.0}
+    expected = np.mean([softmax(run(plain, v)) for v in views], axis=0)
+    got = run(result.model_path, x)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.save(tmp_path / "x.npy", x)
+    (torch_out,) = predict(spec, str(tmp_path / "x.npy"), backend="torch").values()
+    np.testing.assert_allclose(got, torch_out, atol=1e-5)
+    modes = [a.s for n in onnx.load(result.model_path).graph.node if n.op_type == "GridSample"
+             for a in n.attribute if a.name == "mode"]
+    assert modes.count(b"nearest") == 2 and len(modes) == 4
 
 
 def test_vote_counts_each_view_once(tmp_path, x, plain):

@@ -48,10 +48,25 @@ def augment_errors(steps: list, example: tuple, resampled_views: bool = False) -
             refuse(step, f"{what} `{step.op}` needs a fixed image size (its sampling grid is a "
                    f"constant), but the input has shape [{', '.join(map(str, example))}]",
                    "give the input numeric sizes")
+    stated = [step for step in steps if step.op in RESAMPLED and step.attrs.get("interpolation")]
+    for step in stated[1:] if not resampled_views else ():
+        if step.attrs["interpolation"] != stated[0].attrs["interpolation"]:
+            refuse(step, f"augment step `{step.op}` asks for `{step.attrs['interpolation']}` interpolation, but "
+                   f"`{stated[0].op}` asked for `{stated[0].attrs['interpolation']}`; shift, rotate, scale and "
+                   "elastic are done as one resampling, which has one interpolation",
+                   "state it on one of them (it applies to all), or give them the same")
     expands = [step for step in steps if step.op == "expand"]
     for extra in expands[1:]:
         refuse(extra, f"{what} `expand` is given twice", "keep one")
     return found
+
+
+def interpolation(steps: list) -> str:
+    """The interpolation of the one resampling that `shift`, `rotate`, `scale` and `elastic` make: the one
+    any of them states (E076 refuses two different ones), else bilinear."""
+    stated = [step.attrs["interpolation"] for step in steps
+              if step.op in RESAMPLED and step.attrs.get("interpolation")]
+    return stated[0] if stated else "bilinear"
 
 
 def check_augment(steps: list, example: tuple) -> None:

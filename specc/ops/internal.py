@@ -304,14 +304,15 @@ class TtaView(_Internal):
     name = "tta_view"
     doc = ("one deterministic view of an image batch (N, C, H, W) for test-time augmentation: mirrored along W "
            "or H, translated by whole pixels (vacated pixels = fill), or rotated or zoomed about the centre "
-           "(bilinear, zero fill)")
+           "(bilinear or nearest, zero fill)")
     fields = {"view": Field(Enum(("flip_horizontal", "flip_vertical", "translate", "rotate", "scale")), None,
                             "which view"),
               "dy": Field(Int(), 0, "translate: rows the content moves down (negative: up)"),
               "dx": Field(Int(), 0, "translate: columns the content moves right (negative: left)"),
               "fill": Field(Float(), 0.0, "translate: value of the vacated pixels"),
               "degrees": Field(Float(), 0.0, "rotate: the angle"),
-              "factor": Field(Float(0, min_open=True), 1.0, "scale: the zoom factor")}
+              "factor": Field(Float(0, min_open=True), 1.0, "scale: the zoom factor"),
+              "mode": Field(Enum(("bilinear", "nearest")), "bilinear", "rotate, scale: the interpolation")}
 
     def infer(self, attrs, inputs):
         x = inputs[0]
@@ -337,7 +338,7 @@ class TtaView(_Internal):
             top, left = max(-dy, 0), max(-dx, 0)
             return padded[:, :, top:top + h, left:left + w]
         grid = torch.from_numpy(sampling_grid(attrs, h, w)).to(x.device, x.dtype).expand(x.shape[0], h, w, 2)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return F.grid_sample(x, grid, mode=attrs["mode"], padding_mode="zeros", align_corners=False)
 
     def onnx(self, g, attrs, xs, params, itypes, otype):
         import numpy as np
@@ -368,5 +369,5 @@ class TtaView(_Internal):
         batch = g.node("Shape", [xs[0]], f"{label}/batch", start=0, end=1)
         size = g.node("Concat", [batch, ints([h, w, 2], "grid_size")], f"{label}/grid_shape", axis=0)
         grids = g.node("Expand", [g.const(grid, f"{label}/grid"), size], f"{label}/grids")
-        return g.node("GridSample", [xs[0], grids], label, align_corners=0, padding_mode="zeros",
-                      mode="linear" if g.opset >= 20 else "bilinear")
+        mode = attrs["mode"] if attrs["mode"] == "nearest" else "linear" if g.opset >= 20 else "bilinear"
+        return g.node("GridSample", [xs[0], grids], label, align_corners=0, padding_mode="zeros", mode=mode)

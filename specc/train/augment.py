@@ -7,9 +7,10 @@ numbers for the whole batch from the given generator whether or not `p`
 selects an image, so one generator state gives one output.
 
 Resampling steps (`shift`, `rotate`, `scale`, `elastic`) are composed into a
-single `grid_sample` per batch, placed where the first of them is listed:
-shift/rotate/scale become one affine matrix per image (composed in list
-order), the elastic displacement is added to its sampling grid. `flip`, `crop`,
+single `grid_sample` per batch (bilinear, or nearest when a step says so),
+placed where the first of them is listed: shift/rotate/scale become one
+affine matrix per image (composed in list order), the elastic displacement
+is added to its sampling grid. `flip`, `crop`,
 `noise` and `color` apply in list order around it. `expand` is static: see
 `expand_static`, done once on the training set before training.
 """
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from specc.frontend.augment_rules import RESAMPLED, channels_first, check_augment
+from specc.frontend.augment_rules import RESAMPLED, channels_first, check_augment, interpolation
 
 STATIC = ("expand",)
 
@@ -134,7 +135,7 @@ def resample(x: torch.Tensor, steps: list, g: torch.Generator) -> torch.Tensor:
     grid = grid.to(x.dtype)
     # grid_sample pads with zeros; sampling (x - fill) and adding fill back pads with `fill`.
     source = x if every else x[index]
-    sampled = F.grid_sample(source - fill if fill else source, grid, mode="bilinear", padding_mode="zeros",
+    sampled = F.grid_sample(source - fill if fill else source, grid, mode=interpolation(steps), padding_mode="zeros",
                             align_corners=False)
     sampled = sampled + fill if fill else sampled
     return sampled if every else x.index_copy(0, index, sampled)
