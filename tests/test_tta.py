@@ -2,7 +2,6 @@
 the outputs like an ensemble. ONNX Runtime on the built model equals the torch forward of the same graph
 and a hand computation: the views made here in numpy, the plain model run on each, the softmaxes averaged."""
 
-import json
 import textwrap
 
 import numpy as np
