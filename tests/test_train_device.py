@@ -211,7 +211,10 @@ def test_augmenter_on_the_gpu_matches_its_cpu_arithmetic():
     augmenter = Augmenter(steps, 0)
     on_cpu = augmenter(x, batch_generator(0, 0, 0, 0))
     on_gpu = augmenter(x.cuda(), batch_generator(0, 0, 0, 0))  # a CPU generator: draws on the CPU, moved over
-    assert on_gpu.device.type == "cuda" and torch.allclose(on_cpu, on_gpu.cpu(), atol=1e-2)
+    # mnist_best resamples by the nearest pixel: a sampling point a rounding error from a pixel border may
+    # read the neighbour on one device, so a few pixels may differ; the rest agree.
+    differ = (on_cpu - on_gpu.cpu()).abs() > 1e-2
+    assert on_gpu.device.type == "cuda" and differ.float().mean() < 1e-3
     drawn_on_gpu = augmenter(x.cuda(), batch_generator(0, 0, 0, 0, torch.device("cuda")))
     assert drawn_on_gpu.shape == x.shape and torch.isfinite(drawn_on_gpu).all()
 
