@@ -48,8 +48,8 @@ def augment_errors(steps: list, example: tuple, resampled_views: bool = False) -
             refuse(step, f"{what} `{step.op}` needs a fixed image size (its sampling grid is a "
                    f"constant), but the input has shape [{', '.join(map(str, example))}]",
                    "give the input numeric sizes")
-    stated = [step for step in steps if step.op in RESAMPLED and step.attrs.get("interpolation")]
-    for step in stated[1:] if not resampled_views else ():
+    stated = _stating_interpolation(steps)
+    for step in stated[1:] if not resampled_views else ():  # views resample one by one: each its own
         if step.attrs["interpolation"] != stated[0].attrs["interpolation"]:
             refuse(step, f"augment step `{step.op}` asks for `{step.attrs['interpolation']}` interpolation, but "
                    f"`{stated[0].op}` asked for `{stated[0].attrs['interpolation']}`; shift, rotate, scale and "
@@ -64,9 +64,12 @@ def augment_errors(steps: list, example: tuple, resampled_views: bool = False) -
 def interpolation(steps: list) -> str:
     """The interpolation of the one resampling that `shift`, `rotate`, `scale` and `elastic` make: the one
     any of them states (E076 refuses two different ones), else bilinear."""
-    stated = [step.attrs["interpolation"] for step in steps
-              if step.op in RESAMPLED and step.attrs.get("interpolation")]
-    return stated[0] if stated else "bilinear"
+    stated = _stating_interpolation(steps)
+    return stated[0].attrs["interpolation"] if stated else "bilinear"
+
+
+def _stating_interpolation(steps: list) -> list:
+    return [step for step in steps if step.op in RESAMPLED and step.attrs.get("interpolation")]
 
 
 def check_augment(steps: list, example: tuple) -> None:

@@ -10,9 +10,9 @@ Resampling steps (`shift`, `rotate`, `scale`, `elastic`) are composed into a
 single `grid_sample` per batch (bilinear, or nearest when a step says so),
 placed where the first of them is listed: shift/rotate/scale become one
 affine matrix per image (composed in list order), the elastic displacement
-is added to its sampling grid. `flip`, `crop`,
-`noise` and `color` apply in list order around it. `expand` is static: see
-`expand_static`, done once on the training set before training.
+is added to its sampling grid. `flip`, `crop`, `noise` and `color` apply in
+list order around it. `expand` is static: see `expand_static`, done once on
+the training set before training.
 """
 
 from __future__ import annotations
